@@ -1,0 +1,63 @@
+# lowrank_theory: every target bootstraps its own virtual environment from pyproject.toml.
+#   make test          theorem checks (default, deterministic hypothesis profile) + doctests
+#   make figures       regenerate every figure (FULL=1 for paper scale)
+#   make fig-<name>    one figure, e.g. make fig-lora-linear
+#   make audit         claim-by-claim audit -> audit.json
+#   make bench         speed ratios -> benchmarks/results.json
+#   make lint          ruff check + format check
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+FULL ?= 0
+export FULL
+EXAMPLES ?= 50
+JOBS ?= auto
+
+FIG_SCRIPTS := $(sort $(wildcard experiments/fig_*.py))
+FIG_NAMES := $(subst _,-,$(patsubst experiments/fig_%.py,%,$(FIG_SCRIPTS)))
+
+.PHONY: all venv test test-slow test-thorough figures audit bench lint format clean $(addprefix fig-,$(FIG_NAMES))
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -q
+
+test-slow: $(STAMP)
+	RUN_SLOW=1 $(PY) -m pytest -n $(JOBS) -q
+
+test-thorough: $(STAMP)
+	HYPOTHESIS_PROFILE=thorough RUN_SLOW=1 $(PY) -m pytest -n $(JOBS) -q
+
+figures: $(addprefix fig-,$(FIG_NAMES))
+
+fig-%: $(STAMP)
+	$(PY) experiments/fig_$(subst -,_,$*).py
+
+audit: $(STAMP)
+	$(PY) -m lowrank_theory audit --examples $(EXAMPLES) --json audit.json
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis figures/.cache benchmarks/.cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,45 @@
+"""Baselines that the other benchmarks divide by: float64 GEMM rate and memory bandwidth."""
+
+import jax
+import jax.numpy as jnp
+from _timing import entry, time_fn
+
+import lowrank_theory  # noqa: F401  (float64)
+
+
+def gemm_gflops(n: int = 2048) -> float:
+    """Achieved float64 matrix-multiply rate (GFLOP/s) on n x n operands, compile excluded."""
+    k1, k2 = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(k1, (n, n))
+    b = jax.random.normal(k2, (n, n))
+    t = time_fn(jax.jit(jnp.matmul), a, b, repeats=5)
+    return 2 * n**3 / t / 1e9
+
+
+def memory_bandwidth_gbs(n: int = 4096) -> float:
+    """Achieved bandwidth (GB/s) of a float64 ``a + 1`` over an n x n array (read + write)."""
+    a = jax.random.normal(jax.random.key(1), (n, n))
+    t = time_fn(jax.jit(lambda x: x + 1.0), a, repeats=5)
+    return 2 * a.size * 8 / t / 1e9
+
+
+def run() -> list[dict]:
+    g = gemm_gflops()
+    bw = memory_bandwidth_gbs()
+    return [
+        entry(
+            "linalg.gemm_gflops",
+            g,
+            "GFLOP/s",
+            better="higher",
+            notes="float64 jnp.matmul 2048x2048 under jit, min of >=5 runs after block_until_ready, "
+            "compile excluded; the baseline other benchmarks divide by",
+        ),
+        entry(
+            "linalg.memory_bandwidth_gbs",
+            bw,
+            "GB/s",
+            better="higher",
+            notes="float64 x + 1 over 4096x4096 (read + write counted), compile excluded",
+        ),
+    ]

@@ -1,0 +1,57 @@
+"""``make bench``: run every ``benchmarks/bench_*.py`` and write ``benchmarks/results.json``.
+
+Each module exposes ``run() -> list[dict]`` of rows ``{name, value, unit, target, better,
+notes}``. Ratios are measured within one run of this script (baseline and subject together),
+times exclude compilation and are taken after ``block_until_ready``. ``--only PREFIX`` runs the
+modules whose file name contains PREFIX and merges their rows into the existing file.
+"""
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from lowrank_theory.experiments_io import atomic_write_text, machine_info, package_versions  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="", help="run only bench_<...> modules containing this")
+    ap.add_argument("--out", default=str(HERE / "results.json"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if (args.only and out.exists()) else []
+    machine = machine_info()
+    versions = package_versions()
+    for path in sorted(HERE.glob("bench_*.py")):
+        if args.only and args.only not in path.stem:
+            continue
+        print(f"{path.stem} ...", flush=True)
+        t0 = time.perf_counter()
+        mod = importlib.import_module(path.stem)
+        new = mod.run()
+        names = {r["name"] for r in new}
+        rows = [r for r in rows if r["name"] not in names]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for r in new:
+            r.update({"machine": machine, "versions": versions, "measured_at": stamp})
+            t = (
+                f" (target {r['target']}, {r['better']} is better)"
+                if r["target"] is not None
+                else ""
+            )
+            print(f"  {r['name']}: {r['value']:.4g} {r['unit']}{t}", flush=True)
+        rows.extend(new)
+        print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
+    atomic_write_text(out, json.dumps(rows, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

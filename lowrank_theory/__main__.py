@@ -1,0 +1,49 @@
+"""Command line: ``python -m lowrank_theory audit|list``."""
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lowrank_theory")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("audit", help="check every registered claim on random instances")
+    a.add_argument("--claims", default="", help="claim id prefix, e.g. lora.lemma1")
+    a.add_argument("--examples", type=int, default=50, help="instances per claim (default 50)")
+    a.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0)")
+    a.add_argument("--json", default=None, help="write the report as JSON to this path")
+    a.add_argument("--quiet", action="store_true", help="no per-claim progress lines")
+    ls = sub.add_parser("list", help="list registered claims")
+    ls.add_argument("--claims", default="")
+    args = parser.parse_args(argv)
+
+    from . import audit
+    from .claims import all_claims
+
+    if args.cmd == "list":
+        for c in all_claims(args.claims):
+            print(f"{c.id:45s} {c.expected:10s} {c.source}")
+        return 0
+    if args.examples < 1:
+        parser.error("--examples must be at least 1")
+    reports = audit.run_audit(args.claims, args.examples, args.seed, progress=not args.quiet)
+    print()
+    print(audit.format_table(reports))
+    ce = audit.format_counterexamples(reports)
+    if ce:
+        print("\nCounterexamples (statements false as written):\n" + ce)
+    if args.json:
+        from .experiments_io import run_metadata
+
+        meta = run_metadata({"claims": args.claims, "examples": args.examples}, args.seed)
+        audit.write_json(reports, args.json, meta)
+        print(f"\nwrote {args.json}")
+    bad = [r.id for r in reports if r.unexpected]
+    if bad:
+        print(f"\nUNEXPECTED status for: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
