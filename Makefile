@@ -41,8 +41,12 @@ test-thorough: $(STAMP)
 
 figures: $(addprefix fig-,$(FIG_NAMES))
 
-fig-%: $(STAMP)
-	$(PY) experiments/fig_$(subst -,_,$*).py
+# one explicit rule per experiments/fig_<name>.py (pattern rules do not apply to .PHONY targets)
+define FIG_RULE
+fig-$(1): $$(STAMP)
+	$$(PY) experiments/fig_$(subst -,_,$(1)).py
+endef
+$(foreach f,$(FIG_NAMES),$(eval $(call FIG_RULE,$(f))))
 
 audit: $(STAMP)
 	$(PY) -m lowrank_theory audit --examples $(EXAMPLES) --json audit.json
