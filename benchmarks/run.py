@@ -19,10 +19,40 @@ sys.path.insert(0, str(HERE))
 from lowrank_theory.experiments_io import atomic_write_text, machine_info, package_versions  # noqa: E402
 
 
+def table(rows: list[dict]) -> str:
+    """Markdown table of the results, with the machine they were measured on."""
+    lines = ["| benchmark | value | target | notes |", "|---|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: r["name"]):
+        tgt = (
+            "-"
+            if r["target"] is None
+            else ("≥ " if r["better"] == "higher" else "≤ ") + f"{r['target']:g}"
+        )
+        lines.append(f"| `{r['name']}` | {r['value']:.4g} {r['unit']} | {tgt} | {r['notes']} |")
+    machines = {(r["machine"]["cpu_model"], r["machine"]["cores"]) for r in rows if "machine" in r}
+    where = "; ".join(f"{m} ({c} cores)" for m, c in sorted(machines))
+    return "\n".join(lines) + f"\n\nMeasured on: {where}.\n"
+
+
+def update_readme(rows: list[dict], readme: Path) -> None:
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(readme, head + start + "\n" + table(rows) + end + tail)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="", help="run only bench_<...> modules containing this")
     ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument(
+        "--readme",
+        default=str(HERE.parent / "README.md"),
+        help="README whose <!-- bench:start/end --> block gets the table ('' = none)",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     rows = json.loads(out.read_text()) if (args.only and out.exists()) else []
@@ -50,6 +80,9 @@ def main(argv=None) -> int:
         print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
     atomic_write_text(out, json.dumps(rows, indent=1))
     print(f"wrote {out}")
+    if args.readme:
+        update_readme(rows, Path(args.readme))
+        print(f"updated the benchmark table in {args.readme}")
     return 0
 
 

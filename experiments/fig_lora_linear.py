@@ -106,7 +106,7 @@ def main(cfg: Config, sweep: Sweep) -> dict:
 
 
 def plot(result: dict, cfg: Config):
-    fig, axes = subplots(1, 2, width=4.6)
+    fig, axes = subplots(1, 2, width=5.0)
     markers = "osd^v"
     for i, dep in enumerate(result["depths"]):
         c = f"C{i}"
@@ -140,7 +140,7 @@ def plot(result: dict, cfg: Config):
     for ax in axes.flat:
         ax.set_yscale("symlog", linthresh=1e-3)
         ax.set_ylim(bottom=0.0)
-    axes[0, 0].legend(loc="upper right", fontsize=7)
+    axes[0, 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)
     fig.suptitle(f"Lemma 1, D={cfg.d}: dotted lines mark $\\lceil R_E/L\\rceil$", fontsize=9)
     return fig
 

@@ -13,6 +13,12 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0)")
     a.add_argument("--json", default=None, help="write the report as JSON to this path")
     a.add_argument("--quiet", action="store_true", help="no per-claim progress lines")
+    a.add_argument(
+        "--update-readme",
+        default=None,
+        metavar="PATH",
+        help="replace the table between <!-- audit:start --> and <!-- audit:end -->",
+    )
     ls = sub.add_parser("list", help="list registered claims")
     ls.add_argument("--claims", default="")
     args = parser.parse_args(argv)
@@ -38,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         meta = run_metadata({"claims": args.claims, "examples": args.examples}, args.seed)
         audit.write_json(reports, args.json, meta)
         print(f"\nwrote {args.json}")
+    if args.update_readme:
+        audit.update_readme(reports, args.update_readme, args.examples, args.seed)
+        print(f"updated the audit table in {args.update_readme}")
     bad = [r.id for r in reports if r.unexpected]
     if bad:
         print(f"\nUNEXPECTED status for: {', '.join(bad)}", file=sys.stderr)

@@ -207,3 +207,25 @@ def write_json(reports: list[ClaimReport], path: str | Path, meta: dict[str, Any
 
     rows = [{**r.as_dict(), "meta": meta} for r in reports]
     atomic_write_text(Path(path), json.dumps(rows, indent=1))
+
+
+def update_readme(reports: list[ClaimReport], path: str | Path, examples: int, seed: int) -> None:
+    """Replaces the block between ``<!-- audit:start -->`` and ``<!-- audit:end -->``."""
+    from .experiments_io import atomic_write_text
+
+    path = Path(path)
+    text = path.read_text()
+    start, end = "<!-- audit:start -->", "<!-- audit:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = (
+        f"\n`python -m lowrank_theory audit --examples {examples} --seed {seed}`:\n\n"
+        + format_table(reports)
+        + "\n"
+    )
+    ce = format_counterexamples(reports)
+    if ce:
+        body += "\nStatements false as written (smallest counterexample found):\n\n" + ce + "\n"
+    atomic_write_text(path, head + start + body + end + tail)

@@ -13,6 +13,7 @@ def test_readme_examples_run():
         optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
     )
     assert res.failed == 0
+    assert res.attempted >= 10  # the tour really ran
 
 
 def test_readme_shows_the_two_commands_first():
