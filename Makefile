@@ -18,7 +18,7 @@ JOBS ?= auto
 FIG_SCRIPTS := $(sort $(wildcard experiments/fig_*.py))
 FIG_NAMES := $(subst _,-,$(patsubst experiments/fig_%.py,%,$(FIG_SCRIPTS)))
 
-.PHONY: all venv test test-slow test-thorough figures audit bench lint format clean $(addprefix fig-,$(FIG_NAMES))
+.PHONY: all venv test test-slow test-thorough figures audit bench lint typecheck format clean $(addprefix fig-,$(FIG_NAMES))
 
 all: test
 
@@ -53,6 +53,11 @@ audit: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# advisory: pyright does not parse jaxtyping shape strings, so its report is not a CI gate
+typecheck: $(STAMP)
+	$(PY) -m pip install --quiet pyright
+	-$(PY) -m pyright lowrank_theory
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
