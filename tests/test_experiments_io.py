@@ -79,16 +79,32 @@ def test_quick_and_full_are_exclusive(monkeypatch):
         eio.select_config(object, quick=True)
 
 
-def test_lora_linear_quick_smoke(tmp_path):
-    """The figure script runs end to end in --quick mode and writes PNG + JSON with its record."""
+SCRIPTS = sorted((ROOT / "experiments").glob("fig_*.py"))
+
+
+def _run_quick(script: Path, out: Path) -> dict:
     argv = sys.argv
-    sys.argv = ["fig_lora_linear.py", "--quick", "--out", str(tmp_path), "--no-cache"]
+    sys.argv = [script.name, "--quick", "--out", str(out), "--no-cache"]
     try:
-        runpy.run_path(str(ROOT / "experiments" / "fig_lora_linear.py"), run_name="__main__")
+        runpy.run_path(str(script), run_name="__main__")
     finally:
         sys.argv = argv
-    rec = json.loads((tmp_path / "lora-linear.json").read_text())
-    assert (tmp_path / "lora-linear.png").stat().st_size > 1000
+    name = script.stem.removeprefix("fig_").replace("_", "-")
+    assert (out / f"{name}.png").stat().st_size > 1000
+    rec = json.loads((out / f"{name}.json").read_text())
+    for key in ("config", "seed", "versions", "machine", "wall_time_s", "result"):
+        assert key in rec, f"{script.name}: record lacks {key}"
+    return rec
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_every_figure_script_quick_smoke(script, tmp_path):
+    """Every experiments/fig_*.py runs end to end with --quick and writes PNG + JSON record."""
+    _run_quick(script, tmp_path)
+
+
+def test_lora_linear_quick_values(tmp_path):
+    rec = _run_quick(ROOT / "experiments" / "fig_lora_linear.py", tmp_path)
     assert rec["config"]["d"] == 8 and rec["seed"] == 0 and rec["wall_time_s"] > 0
     dep = rec["result"]["depths"][0]
     # the construction sits on sigma_{RL+1}(E) and gradient descent never goes below it
