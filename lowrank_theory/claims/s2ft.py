@@ -18,6 +18,7 @@ $\kappa(A)$, and the eigengap constant $C_g$ for LoRA's rank-$r$ truncation).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -332,10 +333,32 @@ def check_f17(b: dict[str, Any]) -> CheckResult:
     )
 
 
+def _bound(lhs: float, rhs: float, rel, tol: float, scale: float, **details) -> CheckResult:
+    """``compare`` for inequalities, with sides below the rounding tolerance snapped to 0.
+
+    A side at rounding level (e.g. a bias that is exactly 0 in exact arithmetic) makes the ratio
+    lhs/rhs meaningless (1e-30/1e-31). Such sides are snapped to 0; an instance with both sides
+    0 holds trivially, is flagged ``degenerate`` and gets tightness 0 (it says nothing about how
+    tight the bound is), so the audit's "tightest instance" is an informative one. The raw
+    values are kept in the details. A lower bound ">=" whose right side is <= 0 is vacuous for a
+    non-negative risk: tightness 0, flagged ``vacuous``.
+    """
+    snap = lambda v: 0.0 if abs(v) <= tol else v  # noqa: E731
+    ls, rs = snap(lhs), snap(rhs)
+    r = compare(ls, rs, rel, tol, scale=scale, raw_lhs=lhs, raw_rhs=rhs, **details)
+    if ls == rs == 0.0:
+        return dataclasses.replace(r, tightness=0.0, details={**r.details, "degenerate": True})
+    if rel == ">=" and rs <= 0.0:  # a non-positive lower bound on a non-negative risk is vacuous
+        return dataclasses.replace(r, tightness=0.0, details={**r.details, "vacuous": True})
+    return r
+
+
 def _terms_check(t, scale: float, n: int, **extra) -> CheckResult:
-    return compare(
-        t.lhs, t.rhs, t.relation, tolerance(scale, n=n), scale=scale, **{**t.terms, **extra}
-    )
+    if t.relation == "==":
+        return compare(
+            t.lhs, t.rhs, t.relation, tolerance(scale, n=n), scale=scale, **{**t.terms, **extra}
+        )
+    return _bound(t.lhs, t.rhs, t.relation, tolerance(scale, n=n), scale, **{**t.terms, **extra})
 
 
 # --- orthogonal-residual regime for Corollary F.18 -------------------------------------------
@@ -393,7 +416,7 @@ def check_f7_bias(b: dict[str, Any], corrected: bool = False) -> CheckResult:
     info = t["upper"].terms
     rhs = info["delta"] ** 2 * info["kappa_W_above"] ** 2 * info["E_pre"]
     sc = max(info["E_pre"], 1e-300) * _scale(b)
-    return compare(lhs, rhs, "<=", tolerance(sc, n=sum(inst.dims)), scale=sc, r_used=r, **info)
+    return _bound(lhs, rhs, "<=", tolerance(sc, n=sum(inst.dims)), sc, r_used=r, **info)
 
 
 # --- Theorems F.10, F.13 ----------------------------------------------------------------------
