@@ -130,8 +130,11 @@ def build(p: dict[str, Any]) -> dict[str, Any]:
         outside_scale=p.get("outside", 0.0),
     )
     rng = np.random.default_rng(p["seed"])
-    extra = [a for a in rng.permutation(d).tolist() if a not in s0][: max(p["s"] - len(s0), 0)]
-    S = tuple(sorted(s0 + tuple(extra)))
+    if p.get("random_S"):
+        S = tuple(sorted(rng.permutation(d).tolist()[: p["s"]]))
+    else:
+        extra = [a for a in rng.permutation(d).tolist() if a not in s0][: max(p["s"] - len(s0), 0)]
+        S = tuple(sorted(s0 + tuple(extra)))
     return {"params": p, "inst": inst, "ell": ell, "r": p["r"], "S": S, "S0": s0, "n": p.get("n")}
 
 
@@ -829,7 +832,12 @@ _reg(
 
 def _f14_params():
     return base_params(shapes=("funnel", "wide", "first")).map(
-        lambda p: {**p, "residual_rank": min(p["residual_rank"], p["s"])}
+        lambda p: {
+            **p,
+            "residual_rank": min(p["residual_rank"], p["s"]),
+            "realisable": p["seed"] % 3 != 0,
+            "outside": 0.5,
+        }
     )
 
 
@@ -950,7 +958,9 @@ for ident in (False, True):
         r"(T^{S^2FT}_{bias})^2\le\|(\Phi'\Phi'^\top-\Phi''_S\Phi''^\top_S)\Phi_*(D\Sigma^{1/2})\|_{op}^2\mathcal E^{(i)}(f^{pre})+\mathcal E^{(i)}(f^{full}_\ell)",
         lambda: (
             base_params()
-            | base_params(shapes=("funnel",), tight=True).map(lambda p: {**p, "residual_rank": 1})
+            | base_params(shapes=("funnel",), tight=True).map(
+                lambda p: {**p, "residual_rank": 1, "delta": 0.0, "random_S": True}
+            )
         ),
         build,
         (lambda i: lambda b: check_f13(b, i))(ident),
