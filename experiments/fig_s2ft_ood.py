@@ -16,12 +16,14 @@ direction with 10% of $\|H\Sigma^{1/2}\|_F^2$ inside the span of $\overline W_{\
 LoRA rank $r=2$, S²FT with the matched $s=\lfloor r(d_\ell+d_{\ell-1})/d_{\ell-1}\rfloor = 3$
 channels chosen at random (S²FT-R) and by gradient magnitude (S²FT-G).
 
-Expected result: left (population, $n\to\infty$): pre-trained and S²FT curves stay close and
-below their bound $(1+3\varepsilon^2)\mathcal E^{(\mathrm o)}(f^{\mathrm{pre}})$; LoRA and full
-fine-tuning grow like the label shift (LoRA stays above $\|(B^{(\mathrm o)}-B^{(\mathrm i)})\Sigma^{1/2}\|_F^2$
-minus its truncation error: the seed's lower bound itself is violated for $r<\operatorname{rank}\Sigma_f$
-only by adversarial shifts, see ``s2ft.theorem42.lora``); right: the same at $n=200$ (mean
-± std over replicates), nearly identical.
+Expected result: left (population, $n\to\infty$): every S²FT curve lies below its
+$(1+3\varepsilon^2)\mathcal E^{(\mathrm o)}(f^{\mathrm{pre}})$ line; S²FT-R (channels missing the
+residual) stays on the pre-trained curve (ratio 1.00 in the bottom row), S²FT-G finds the
+residual's channels and behaves like full fine-tuning; LoRA and full fine-tuning approach the
+label shift $\|(B^{(\mathrm o)}-B^{(\mathrm i)})\Sigma^{1/2}\|_F^2$ (LoRA stays above it here, but
+the seed's lower bound is not a theorem for $r<\operatorname{rank}\Sigma_f$: see
+``s2ft.theorem42.lora``; the dash-dotted curve is the corrected bound). Right: the same at
+$n=200$ (mean ± std over replicates), nearly identical.
 """
 
 from __future__ import annotations
