@@ -1035,6 +1035,7 @@ _reg(
         "null_shift": True,
     },
     corrected="the third term squared (the proof's sqrt(E) <= a + b + c + d gives E <= 4(a^2+b^2+c^2+d^2)): s2ft.theoremF11.upper[corrected]. As printed the bound is not homogeneous: scaling the label shift by t makes the lhs grow like t^2 while the c term grows like t.",
+    notes="counterexample family (null_shift): covariate shift of size c along ker W_below and a unit label shift there give lhs = c^2 against C(1 + c) for the printed bound with constant C, so every constant fails for c > C + 1; the stored instance has c = 10, C = 4 (lhs 100, rhs 44).",
     convention="≲ constant = 4 (from the proof's (a+b+c+d)^2 <= 4 sum).",
     test_examples=8,
 )
