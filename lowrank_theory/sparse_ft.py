@@ -137,7 +137,7 @@ def col_basis(a: np.ndarray, rtol: float | None = None) -> np.ndarray:
     return u[:, : int((s > rtol * s[0]).sum())]
 
 
-def svd_r(a: np.ndarray, r: int) -> np.ndarray:
+def svd_r(a: Float[ArrayLike, "m n"], r: int) -> Float[np.ndarray, "m n"]:
     r"""$\mathrm{SVD}_r(a)$, the top-$r$ truncated SVD (Notation F.1)."""
     u, s, vt = np.linalg.svd(a, full_matrices=False)
     r = min(r, s.size)
@@ -540,7 +540,7 @@ def _check_channels(S, d_ell: int) -> tuple[int, ...]:
     return chans
 
 
-def selection_matrix(S: Sequence[int], d_ell: int) -> np.ndarray:
+def selection_matrix(S: Sequence[int], d_ell: int) -> Float[np.ndarray, "d_ell s"]:
     r"""$U_S = [e_{a_1},\dots,e_{a_s}]\in\mathbb{R}^{d_\ell\times s}$ (channels 0-indexed)."""
     chans = _check_channels(S, d_ell)
     u = np.zeros((d_ell, len(chans)))
@@ -646,7 +646,9 @@ def excess_risk(
     raise ValueError(f"method must be 'trace' or 'direct', got {method!r}")
 
 
-def risk(instance: DeepLinearInstance, model, k: Task = "in") -> float:
+def risk(
+    instance: DeepLinearInstance, model: FineTuned | Float[ArrayLike, "q p"], k: Task = "in"
+) -> float:
     r"""$\mathcal R^{(k)}(f) = \mathbb E\|y-Wx\|^2 = \operatorname{tr}\mathbb E[yy^\top]
     - 2\operatorname{tr}(W\mathbb E[xy^\top]) + \operatorname{tr}(W\Sigma_xW^\top)$, exactly."""
     k = _task(k)

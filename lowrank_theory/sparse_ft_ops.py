@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jaxtyping import ArrayLike, Float
 
 from ._validation import check_int
 from .sparse_ft import (
@@ -246,7 +247,9 @@ def permute_coupled(
     return tuple(out)
 
 
-def s2ft_sparse_update(w_ell: np.ndarray, S: Sequence[int], v: np.ndarray) -> np.ndarray:
+def s2ft_sparse_update(
+    w_ell: Float[ArrayLike, "d_ell d_prev"], S: Sequence[int], v: Float[ArrayLike, "d_prev s"]
+) -> Float[np.ndarray, "d_ell d_prev"]:
     r"""$W_\ell + U_SV^\top$ (scatter of $V^\top$ into the rows $S$)."""
     us = selection_matrix(S, w_ell.shape[0])
     return w_ell + us @ np.asarray(v).T
