@@ -69,6 +69,7 @@ __all__ = [
     "theorem_f11_upper",
     "theorem_f13_bias",
     "theorem_f15",
+    "variance_bounds",
     "variance_terms",
 ]
 
@@ -565,3 +566,52 @@ def _data(instance, n, key, data):
     from .sparse_ft import sample
 
     return data if data is not None else sample(instance, n, key, "in")
+
+
+def _r_eff(x: np.ndarray) -> float:
+    """Effective rank tr(X)/||X||_op of a PSD matrix (0 for X = 0)."""
+    op = float(np.linalg.norm(x, 2)) if x.size else 0.0
+    return float(np.trace(x)) / op if op > 0 else 0.0
+
+
+def variance_bounds(
+    instance: DeepLinearInstance, ell: int, r: int, S: Sequence[int], n: int
+) -> dict[str, float]:
+    r"""The right-hand sides of the variance bounds of Theorems F.10 and F.13 (squared, constant 1).
+
+    LoRA (Theorem F.10, from (12)), with $\mathcal L=\log^2(n+p+q)$ and $C_g$ of Assumption F.3:
+    $C_g^2\kappa_*^4(M)\|\Sigma_\epsilon\|_{op}\kappa_*^2(A)\,r\,(r_e(\Phi'^\top\Sigma_\epsilon\Phi')+r_e(A^2))\mathcal L/n
+    + C_g^2\kappa_*^4(M)\|D\Sigma D^\top\|_{op}\,r\,(\kappa_*^2(A)r_e(\Phi'^\top D\Sigma D^\top\Phi')+\kappa_*^6(A)r_e(A^2))\mathcal L/n$;
+    S²FT (Theorem F.13, from (22)):
+    $\|\Sigma_\epsilon\|_{op}\kappa_*^2(A)\,s\,(r_e(\Phi''^\top_S\Sigma_\epsilon\Phi''_S)+r_e(A^2))\mathcal L/n
+    + \|D\Sigma D^\top\|_{op}\,s\,(\kappa_*^2(A)r_e(\Phi''^\top_SD\Sigma D^\top\Phi''_S)+\kappa_*^8(A)r_e(A^2))\mathcal L/n$.
+    The seed leaves the constant of $\lesssim$ unspecified; the ratio
+    $T_{\mathrm{variance}}^2/\text{bound}$ measured by :func:`variance_terms` is that constant's
+    lower estimate.
+    """
+    from .sparse_ft import lora_eigengap
+
+    n = check_int(n, "n", lo=1)
+    nt = notation(instance, ell, S)
+    se = instance.sigma_eps_in
+    sf = nt["Sigma_f"]
+    a2 = nt["A"] @ nt["A"]
+    ka, km = _kappa_star(nt["A"]), _kappa_star(nt["M"]) if np.any(nt["M"]) else 1.0
+    cg = lora_eigengap(instance, ell, r)
+    lg = math.log(n + instance.p + instance.q) ** 2 / n
+    p1, p2 = nt["Phi1"], nt["Phi2"]
+    ra2 = _r_eff(a2)
+    s = len(tuple(S))
+    lora = (
+        cg**2
+        * km**4
+        * (
+            float(np.linalg.norm(se, 2)) * ka**2 * r * (_r_eff(p1.T @ se @ p1) + ra2) * lg
+            + float(np.linalg.norm(sf, 2)) * r * (ka**2 * _r_eff(p1.T @ sf @ p1) + ka**6 * ra2) * lg
+        )
+    )
+    s2 = (
+        float(np.linalg.norm(se, 2)) * ka**2 * s * (_r_eff(p2.T @ se @ p2) + ra2) * lg
+        + float(np.linalg.norm(sf, 2)) * s * (ka**2 * _r_eff(p2.T @ sf @ p2) + ka**8 * ra2) * lg
+    )
+    return {"bound_lora": lora, "bound_s2ft": s2, "C_g": cg, "kappa_A": ka, "kappa_M": km}

@@ -39,6 +39,7 @@ from lowrank_theory.sparse_ft_bounds import (
     lemma_f14,
     notation,
     theorem_42,
+    variance_bounds,
     variance_terms,
 )
 from lowrank_theory.sparse_ft_ops import (
@@ -266,6 +267,10 @@ def test_variance_terms_decay(inst):
     for v in (small, big):
         for m in ("lora", "s2ft"):
             assert math.sqrt(v[f"E_{m}"]) <= v[f"T_bias_{m}"] + v[f"T_var_{m}"] + 1e-12
+    vb_small = variance_bounds(inst, ELL, 2, (0, 1, 2), 100)
+    vb_big = variance_bounds(inst, ELL, 2, (0, 1, 2), 10000)
+    for m in ("lora", "s2ft"):
+        assert 0 < vb_big[f"bound_{m}"] < vb_small[f"bound_{m}"] < math.inf
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from ..sparse_ft_bounds import (
     theorem_f11_upper,
     theorem_f13_bias,
     theorem_f15,
+    variance_bounds,
     variance_terms,
 )
 from ..sparse_ft_ops import (
@@ -473,6 +474,7 @@ def check_f7_rate(b: dict[str, Any], reps: int = 6) -> CheckResult:
     inst, ell, r, S = b["inst"], b["ell"], b["r"], b["S"]
     rows = {"lora": [], "s2ft": []}
     ns, consts = [], {"lora": 0.0, "s2ft": 0.0}
+    full_consts = {"lora": 0.0, "s2ft": 0.0}
     for n in N_GRID:
         for rep in range(reps):
             key = jax.random.fold_in(
@@ -480,9 +482,11 @@ def check_f7_rate(b: dict[str, Any], reps: int = 6) -> CheckResult:
             )
             v = variance_terms(inst, ell, r, S, n, key=key)
             ns.append(n)
+            vb = variance_bounds(inst, ell, r, S, n)
             for m in rows:
                 rows[m].append(v[f"T_var_{m}"] ** 2)
                 consts[m] = max(consts[m], v[f"T_var_{m}"] ** 2 / v[f"rate_{m}"])
+                full_consts[m] = max(full_consts[m], v[f"T_var_{m}"] ** 2 / vb[f"bound_{m}"])
     ns_a = np.array(ns, float)
     fits = {m: _fit_slope(ns_a, np.array(rows[m])) for m in rows}
     # the bound's local slope d log(log^2(n+p+q)/n) / d log n at the smallest n
@@ -506,6 +510,8 @@ def check_f7_rate(b: dict[str, Any], reps: int = 6) -> CheckResult:
         dof_ratio=dof_ratio,
         implied_constant_lora=consts["lora"],
         implied_constant_s2ft=consts["s2ft"],
+        implied_constant_lora_F10=full_consts["lora"],
+        implied_constant_s2ft_F13=full_consts["s2ft"],
         reps=reps,
         n_grid=N_GRID,
     )
