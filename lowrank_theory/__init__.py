@@ -26,6 +26,22 @@ from .expressivity import (
     min_lora_rank as min_lora_rank,
 )
 
+# --- seed 002: S²FT vs LoRA in deep linear networks ------------------------------------------
+from .sparse_ft import (
+    DeepLinearInstance as DeepLinearInstance,
+    FineTuned as FineTuned,
+    build_instance as build_instance,
+    channel_selector as channel_selector,
+    excess_risk as excess_risk,
+    full_ft as full_ft,
+    min_norm_lora as min_norm_lora,
+    min_norm_s2ft as min_norm_s2ft,
+    sample as sample,
+    sparsity_level as sparsity_level,
+)
+from . import sparse_ft_bounds as sparse_ft_bounds
+from .sparse_ft_ops import gd_lora as gd_lora, gd_s2ft as gd_s2ft
+
 try:
     __version__ = _metadata.version("lowrank_theory")
 except _metadata.PackageNotFoundError:  # running from a source tree without installation
