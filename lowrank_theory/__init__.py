@@ -26,6 +26,25 @@ from .expressivity import (
     min_lora_rank as min_lora_rank,
 )
 
+# --- seed 000: LoRA for ReLU networks (Lemma 9, Theorem 5) and low-rank transfer -----------
+from .expressivity_relu import (
+    relu_adapters as relu_adapters,
+    relu_fnn as relu_fnn,
+    theorem5_bound as theorem5_bound,
+    theorem5_construction as theorem5_construction,
+    train_lora as train_lora,
+    uniform_partition as uniform_partition,
+)
+from .transfer import (
+    estimate_shift as estimate_shift,
+    finetune_first_layer as finetune_first_layer,
+    reduced_rank_fit as reduced_rank_fit,
+    rowspace_from_stein as rowspace_from_stein,
+    shift_from_rowspace as shift_from_rowspace,
+    stein_matrix as stein_matrix,
+    transfer_forward as transfer_forward,
+)
+
 try:
     __version__ = _metadata.version("lowrank_theory")
 except _metadata.PackageNotFoundError:  # running from a source tree without installation
