@@ -14,10 +14,15 @@ active on the bounded input set $\mathcal X$ (here an $\ell_2$ ball of radius $B
 network is affine there; weight adapters from Lemma 1 so that
 $\prod_l(W_l+\Delta W_l) = \prod_l W_l + \mathrm{LR}_{RL\wedge R_E}(E)$; the last bias
 $\hat b_L = \bar b_1 - \sum_{l<L}\prod_{i=l+1}^L(W_i+\Delta W_i)\hat b_l$.
-The bias sizes are computed, not guessed: with $\tilde W_l = W_l+\Delta W_l$ and
-$\rho_0 = B$, $(\hat b_l)_j = \|(\tilde W_l)_{j,:}\|_2\,\rho_{l-1}$ makes the $j$-th
-pre-activation non-negative on $\|z_{l-1}\|_2\le\rho_{l-1}$, and
-$\rho_l = \|\tilde W_l\|_2\rho_{l-1} + \|\hat b_l\|_2$ bounds the next layer's input.
+The bias sizes are computed, not guessed: with $\tilde W_l = W_l+\Delta W_l$,
+$P_l=\tilde W_l\cdots\tilde W_1$ and all earlier ReLUs active, layer $l$'s pre-activation is
+$P_lx+c_l$ with $c_l=\tilde W_lc_{l-1}+\hat b_l$; it is non-negative on the whole ball iff
+$(c_l)_j\ge\|(P_l)_{j,:}\|_2B$. The construction takes equality (the smallest offsets that
+work for every $x$ in the ball), $\hat b_l = c_l-\tilde W_lc_{l-1}$, and
+$\hat b_L=\bar b_1-\tilde W_Lc_{L-1}$. (Bounding layer by layer with
+$\rho_l=\|\tilde W_l\|_2\rho_{l-1}+\|\hat b_l\|_2$ also works but gives biases growing like
+$\prod_l\|\tilde W_l\|_2$, which Lemma 1's often ill-conditioned adapters make so large,
+$10^{14}$ at $D=16$, $L=4$, that the final cancellation loses every digit in float64.)
 
 **Theorem 5** ($\bar L$-layer target, $L$-layer frozen network, uniform partition
 $\mathcal P^u$ with $M=\lfloor L/\bar L\rfloor$): block $i$ of the adapted network imitates layer
@@ -107,14 +112,15 @@ def relu_fnn(
     xa = as_array(x, "x")
     if xa.ndim not in (1, 2) or xa.shape[-1] != d:
         raise ValueError(f"x must have shape (D,) or (n, D) with D = {d}, got {xa.shape}")
-    return _fnn(jnp.stack(ws), jnp.stack(bs), xa)
+    out = _fnn(jnp.stack(ws), jnp.stack(bs), xa if xa.ndim == 2 else xa[None, :])
+    return out if xa.ndim == 2 else out[0]
 
 
 @jax.jit
 def _fnn(w_stack: Array, b_stack: Array, x: Array) -> Array:
     def layer(z, wb):
         w, b = wb
-        return jax.nn.relu(z @ w.T + b), None
+        return jax.nn.relu(z @ w.T + b[None, :]), None
 
     z, _ = jax.lax.scan(layer, x, (w_stack, b_stack))
     return z
@@ -146,7 +152,8 @@ class ReluAdapters:
         biases: the tuned biases $\hat b_1,\dots,\hat b_L$ (full values, not increments).
         weights: the adapted weights $W_l+\Delta W_l$.
         input_bound: $B$, the radius of the $\ell_2$ ball $\mathcal X$ the construction covers.
-        radii: $\rho_0=B,\dots,\rho_{L-1}$: bounds on $\|z_l\|_2$ over $\mathcal X$.
+        radii: $\rho_0=B,\dots,\rho_{L-1}$: bounds $\|P_l\|_2B+\|c_l\|_2$ on $\|z_l\|_2$ over
+            $\mathcal X$ (see the module docstring).
         effective_weight: $\prod_l(W_l+\Delta W_l) = \prod_l W_l+\mathrm{LR}_{RL\wedge R_E}(E)$.
         lemma1: the linear construction it uses (:class:`~lowrank_theory.expressivity.LinearLemma1`).
     """
@@ -231,12 +238,15 @@ def relu_adapters(
     lin = lemma1_construction(ws, wbar, rank, rtol=rtol)
     adapted = [w + dw for w, dw in zip(ws, lin.adapters, strict=True)]
     biases, radii = [], [radius]
-    offset = jnp.zeros(d)  # sum_{l' <= l} prod_{i=l'+1}^{l} W~_i b_l'
+    offset = jnp.zeros(d)  # c_l = sum_{l' <= l} prod_{i=l'+1}^{l} W~_i b_l'
+    partial = jnp.eye(d)  # P_l = W~_l ... W~_1
     for w in adapted[:-1]:
-        b = jnp.linalg.norm(w, axis=1) * radii[-1]
-        biases.append(b)
-        radii.append(float(jnp.linalg.norm(w, 2)) * radii[-1] + float(jnp.linalg.norm(b)))
-        offset = w @ offset + b
+        partial = w @ partial
+        # the smallest offset with P_l x + c_l >= 0 on the whole ball ||x|| <= B
+        c_new = jnp.linalg.norm(partial, axis=1) * radius
+        biases.append(c_new - w @ offset)
+        offset = c_new
+        radii.append(float(jnp.linalg.norm(partial, 2)) * radius + float(jnp.linalg.norm(offset)))
     biases.append(bbar - adapted[-1] @ offset)
     eff = adapted[0]
     for w in adapted[1:]:
