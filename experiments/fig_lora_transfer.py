@@ -10,12 +10,17 @@ scenarios" paragraph suggests.
 Command: ``make fig-lora-transfer`` (``--quick`` for a smoke run, ``FULL=1`` for more repeats).
 Expected runtime on 2 CPU cores: quick ~15 s, default ~2 min, full ~8 min.
 
-Expected result. Left, shifts with $ZV=0$ (rows of $Z$ orthogonal to the row space of $M_1+Z$,
-the case where the closed form identifies $Z$, claim ``lora.transfer.closed_form[identifies-Z]``):
-the Stein estimator's relative error decays like $n^{-1/2}$ and is competitive with or better
-than full fine-tuning at small $n$. Right, generic shifts: only $Z(I-VV^\top)$ is identifiable from
-the row space, so the Stein estimator's error plateaus at $\|ZVV^\top\|_F/\|Z\|_F$ (dotted),
-while the gradient fine-tuning baselines keep improving with $n$.
+Expected result (default run, mean over 3 repeats). Left, shifts with $ZV=0$ (rows of $Z$
+orthogonal to the row space of $M_1+Z$, the case where the closed form identifies $Z$, claim
+``lora.transfer.closed_form[identifies-Z]``): the Stein estimator's relative error falls slowly
+(1.1 at $n=100$, 0.33 at $n=3000$, 0.13 at $n=30000$, roughly $n^{-1/2}$ once the row space
+is found) but stays one to two orders of magnitude above both gradient baselines (full FT 0.009,
+LoRA 0.005 at $n=30000$): $\hat A$ is a high-variance estimate (its entries have variance
+$\propto\mathbb E[y^2]\,\|x\|^4$) and the closed form multiplies the row-space error by
+$\|M_1\|/\|Z\|$. Right, generic shifts: only $Z(I-VV^\top)$ is identifiable from the row
+space, so the Stein estimator plateaus near $\|ZVV^\top\|_F/\|Z\|_F\approx 0.84$ (dotted), while
+the gradient baselines keep improving with $n$. The seed's "good when $n\ll N$" is not borne out
+here: the gradient-free estimator needs far more samples than gradient fine-tuning.
 
 Model: $y=m_2^\top\mathrm{ReLU}((M_1+Z)x)+\epsilon$, $x\sim\mathcal N(0,I_D)$,
 $M_1\in\mathbb R^{k_1\times D}$, $\epsilon\sim\mathcal N(0,\,0.1^2)$; $M_1$, $m_2$ known;
@@ -27,7 +32,6 @@ step needs (its error scales with $1/\lambda_{\min}$ of $W_1^\top\mathbb E[\nabl
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +57,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(d=8, k1=2, ns=(200, 2000), reps=1, gd_steps=200)
+        return cls(d=6, k1=2, ns=(300, 3000), reps=1, gd_steps=50)
 
     @classmethod
     def full(cls) -> Config:
