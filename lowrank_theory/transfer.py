@@ -178,6 +178,7 @@ def stein_matrix_exact(
     w1: Float[ArrayLike, "k D"],
     sigma: Float[ArrayLike, "D D"],
     *,
+    params=None,
     nodes: int = 40,
 ) -> Float[Array, "D D"]:
     r"""$\mathbb E[g(W_1x)T(x)]$ for $x\sim\mathcal N(0,\Sigma)$ by Gauss-Hermite quadrature.
@@ -189,7 +190,9 @@ def stein_matrix_exact(
     $<2\,$``nodes``$-2$, spectrally accurate for entire $g$). No Stein identity is used.
 
     Args:
-        link: $g:\mathbb R^k\to\mathbb R$, JAX-traceable, applied to one $z$.
+        link: $g:\mathbb R^k\to\mathbb R$, JAX-traceable, applied to one $z$; called as
+            ``link(z, params)`` when ``params`` (a pytree) is given, which lets one jitted
+            quadrature serve a family of links (a module-level ``link`` is compiled once).
         w1: $W_1$ with full row rank $k\le 3$.
         sigma: $\Sigma$, positive definite.
     """
@@ -200,10 +203,8 @@ def stein_matrix_exact(
     c, lc = _z_cov(w1a, s)
     pts, wts = _gh_grid(k, nodes)
     z = jnp.asarray(pts) @ lc.T
-    gv = jax.vmap(link)(z)
     wj = jnp.asarray(wts)
-    eg = jnp.sum(wj * gv)
-    egzz = jnp.einsum("n,n,ni,nj->ij", wj, gv, z, z)
+    eg, egzz = _quad_moments(link, z, wj, params)
     kmat = jnp.linalg.solve(c, w1a @ s).T  # Sigma W1^T C^-1 (C, Sigma symmetric)
     cond = s - kmat @ c @ kmat.T
     exx = eg * cond + kmat @ egzz @ kmat.T
@@ -216,6 +217,7 @@ def stein_hessian_exact(
     w1: Float[ArrayLike, "k D"],
     sigma: Float[ArrayLike, "D D"],
     *,
+    params=None,
     nodes: int = 40,
 ) -> tuple[Float[Array, "D D"], Float[Array, "k k"]]:
     r"""$W_1^\top\,\mathbb E[(\nabla_z^2g)(W_1x)]\,W_1$ and $H=\mathbb E[\nabla_z^2 g]$ (autodiff Hessian, same quadrature)."""
@@ -226,9 +228,24 @@ def stein_hessian_exact(
     _, lc = _z_cov(w1a, s)
     pts, wts = _gh_grid(k, nodes)
     z = jnp.asarray(pts) @ lc.T
-    hs = jax.vmap(jax.hessian(link))(z)
-    h = jnp.einsum("n,nij->ij", jnp.asarray(wts), hs)
+    h = _quad_hessian(link, z, jnp.asarray(wts), params)
     return w1a.T @ h @ w1a, h
+
+
+def _call(link, z, params):
+    return link(z) if params is None else link(z, params)
+
+
+@partial(jax.jit, static_argnums=0)
+def _quad_moments(link, z, w, params):
+    gv = jax.vmap(lambda zz: _call(link, zz, params))(z)
+    return jnp.sum(w * gv), jnp.einsum("n,n,ni,nj->ij", w, gv, z, z)
+
+
+@partial(jax.jit, static_argnums=0)
+def _quad_hessian(link, z, w, params):
+    hs = jax.vmap(jax.hessian(lambda zz: _call(link, zz, params)))(z)
+    return jnp.einsum("n,nij->ij", w, hs)
 
 
 def rowspace_from_stein(a: Float[ArrayLike, "*p D D"], k1: int) -> Float[Array, "D k1"]:

@@ -197,8 +197,8 @@ def test_train_lora_respects_rank_and_decreases_loss():
     tws, tbs = [np.asarray(jax.random.normal(jax.random.key(13), (d, d)))], [np.ones(d)]
     x = _cube(14, 32, d)
     y = lt.relu_fnn(tws, tbs, x)
-    out = lt.train_lora(ws, bs, x, y, 1, jax.random.key(0), seeds=3, steps=200)
-    assert out["adapters"].shape == (3, 2, d, d) and out["curve"].shape == (3, 200)
+    out = lt.train_lora(ws, bs, x, y, 1, jax.random.key(0), seeds=3, steps=60)
+    assert out["adapters"].shape == (3, 2, d, d) and out["curve"].shape == (3, 60)
     assert bool(jnp.all(out["curve"][:, -1] < out["curve"][:, 0]))
     for dw in out["adapters"].reshape(-1, d, d):
         assert np.linalg.matrix_rank(np.asarray(dw), tol=1e-10) <= 1
@@ -228,6 +228,7 @@ def _run_script(name, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_fig_lora_fnn_quick(tmp_path):
     _run_script("fig_lora_fnn.py", tmp_path)
     assert (tmp_path / "lora-fnn.png").stat().st_size > 0

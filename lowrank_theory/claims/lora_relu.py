@@ -252,7 +252,7 @@ register(
         params=lemma9_params,
         build=build_lemma9,
         check=check_identity_corrected,
-        test_examples=8,
+        test_examples=6,
     )
 )
 
@@ -264,7 +264,7 @@ register(
         params=lambda: lemma9_params(exact=True),
         build=build_lemma9,
         check=check_exact,
-        test_examples=8,
+        test_examples=4,
     )
 )
 
@@ -305,7 +305,7 @@ register(
         params=lemma9_params,
         build=build_lemma9,
         check=lambda inst: check_mse(inst, "trace"),
-        test_examples=8,
+        test_examples=6,
     )
 )
 
@@ -440,6 +440,6 @@ register(
         params=theorem5_params,
         build=build_theorem5,
         check=lambda inst: check_theorem5(inst, "corrected"),
-        test_examples=8,
+        test_examples=5,
     )
 )
