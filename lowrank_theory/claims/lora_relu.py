@@ -28,6 +28,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .._precision import tolerance
+from ..expressivity import lemma1_construction
 from ..expressivity_relu import (
     _block_product,
     relu_adapters,
@@ -106,10 +107,12 @@ def build_lemma9(p: dict[str, Any]) -> dict[str, Any]:
         keys[n_layers], d, d, _spectrum(p["spectrum"], rank_e) * p["e_scale"] * smin
     )
     wbar = prod + e
-    u, s, vt = np.linalg.svd(np.asarray(e))
     k = min(p["R"] * n_layers, rank_e)
-    e_tail = (u[:, k:] * s[None, k:]) @ vt[k:, :]  # E - E'
-    x = _points(keys[n_layers + 1], p["dist"], d, vt[min(k, d - 1)])
+    # E - E' exactly as the construction truncates it (with a flat spectrum LR_k is not unique,
+    # so the aligned direction must come from the construction's own SVD)
+    lin = lemma1_construction(ws, wbar, p["R"])
+    e_tail = np.asarray(lin.e - lin.e_prime)
+    x = _points(keys[n_layers + 1], p["dist"], d, np.linalg.svd(e_tail)[2][0])
     radius = float(np.max(np.linalg.norm(x, axis=1)))
     if p["bias"] == "active":
         rows = np.linalg.norm(np.asarray(wbar), axis=1) + np.linalg.norm(e_tail, axis=1)
