@@ -7,6 +7,8 @@ The public API is re-exported here explicitly; submodules hold the details:
 
 * :mod:`lowrank_theory.linalg`: shared numerics (σ_k, LR_r, ranks, projectors, roots, angles).
 * :mod:`lowrank_theory.expressivity`: the expressive power of LoRA (seed 000).
+* :mod:`lowrank_theory.expressivity_relu`, :mod:`lowrank_theory.transfer`: LoRA for ReLU
+  networks (Lemma 9, Theorem 5) and the Stein transfer estimator (seed 000).
 * :mod:`lowrank_theory.claims`, :mod:`lowrank_theory.audit`: the claim registry and the audit.
 * :mod:`lowrank_theory.experiments_io`, :mod:`lowrank_theory.plotting`: figure pipeline.
 """
