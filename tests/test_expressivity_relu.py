@@ -228,7 +228,6 @@ def _run_script(name, tmp_path):
     )
 
 
-@pytest.mark.slow
 def test_fig_lora_fnn_quick(tmp_path):
     _run_script("fig_lora_fnn.py", tmp_path)
     assert (tmp_path / "lora-fnn.png").stat().st_size > 0

@@ -184,7 +184,6 @@ def test_finetune_first_layer_baselines():
         assert np.linalg.matrix_rank(np.asarray(zz), tol=1e-9) <= 1
 
 
-@pytest.mark.slow
 def test_fig_lora_transfer_quick(tmp_path):
     import os
     import subprocess

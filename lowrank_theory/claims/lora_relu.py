@@ -267,7 +267,7 @@ register(
         params=lambda: lemma9_params(exact=True),
         build=build_lemma9,
         check=check_exact,
-        test_examples=4,
+        test_examples=3,
     )
 )
 

@@ -173,7 +173,7 @@ register(
         params=stein_params,
         build=build_stein,
         check=check_stein_identity,
-        test_examples=4,
+        test_examples=3,
     )
 )
 
