@@ -7,6 +7,8 @@ The public API is re-exported here explicitly; submodules hold the details:
 
 * :mod:`lowrank_theory.linalg`: shared numerics (σ_k, LR_r, ranks, projectors, roots, angles).
 * :mod:`lowrank_theory.expressivity`: the expressive power of LoRA (seed 000).
+* :mod:`lowrank_theory.expressivity_relu`, :mod:`lowrank_theory.transfer`: LoRA for ReLU
+  networks (Lemma 9, Theorem 5) and the Stein transfer estimator (seed 000).
 * :mod:`lowrank_theory.claims`, :mod:`lowrank_theory.audit`: the claim registry and the audit.
 * :mod:`lowrank_theory.experiments_io`, :mod:`lowrank_theory.plotting`: figure pipeline.
 """
@@ -41,6 +43,24 @@ from .sparse_ft import (
 )
 from . import sparse_ft_bounds as sparse_ft_bounds
 from .sparse_ft_ops import gd_lora as gd_lora, gd_s2ft as gd_s2ft
+# --- seed 000: LoRA for ReLU networks (Lemma 9, Theorem 5) and low-rank transfer -----------
+from .expressivity_relu import (
+    relu_adapters as relu_adapters,
+    relu_fnn as relu_fnn,
+    theorem5_bound as theorem5_bound,
+    theorem5_construction as theorem5_construction,
+    train_lora as train_lora,
+    uniform_partition as uniform_partition,
+)
+from .transfer import (
+    estimate_shift as estimate_shift,
+    finetune_first_layer as finetune_first_layer,
+    reduced_rank_fit as reduced_rank_fit,
+    rowspace_from_stein as rowspace_from_stein,
+    shift_from_rowspace as shift_from_rowspace,
+    stein_matrix as stein_matrix,
+    transfer_forward as transfer_forward,
+)
 
 try:
     __version__ = _metadata.version("lowrank_theory")
