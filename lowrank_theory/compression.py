@@ -3,17 +3,23 @@ r"""Invariant subspaces of Theorem 2.1 and the compressed factorizations (9) and
 **Subspace extraction** (Section 2.3 and the proof of Lemma E.1). Given scaled orthogonal
 $W_l(0)$ ($W_l(0)^\top W_l(0)=\epsilon_l^2I$) and $\Phi$ of rank $\le r$, take
 
-$$\mathcal S = \mathcal N(G)\cap\mathcal N(G^\top W_1(0)) = \mathcal N\Big(\begin{bmatrix}G\\
-G^\top W_1(0)\end{bmatrix}\Big),$$
+$$\mathcal S = \mathcal N(G)\cap\mathcal N(G^\top W_1(0)) = \mathcal N(M),\qquad
+M = \begin{bmatrix}G\\ G^\top W_1(0)/\epsilon_1\end{bmatrix},$$
 
 with either ``method="exact"``: $G = \Psi = W_{L:2}^\top(0)\,(\Omega\odot\Phi)$ (the proof of
 Lemma E.1; exact for full observation), or ``method="gradient"``: $G = G_1 =
 \nabla_{W_1}\ell(\Theta(0))$ (the Section 2.3 recipe, usable for any loss whose gradient at
-initialisation is available). For full observation $G_1 = c\,W_1(0) - \Psi$ with
-$c=\prod_{l\ge2}\epsilon_l^2$, and $\mathcal S$ is *exactly* the eigenspace of the stacked
-matrix's Gram matrix for the repeated eigenvalue $c^2\epsilon_1^2(1+\epsilon_1^2)$, so the
-recipe recovers $\mathcal S$ to rounding whenever that cluster lies below the rest of the
-spectrum (small $\epsilon$); at $\epsilon\approx 1$ it does not (see ``dmf.construction``).
+initialisation is available). The division by $\epsilon_1$ does not change the nullspace but
+balances the blocks ($W_1(0)/\epsilon_1$ is orthogonal); without it the second block is
+$\epsilon_1$ times smaller and, when $G$ is only approximately low rank (completion, where
+$\Omega\odot\Phi$ has full rank), the top-$k$ directions all come from $G$'s row space and
+miss the $W_1(0)^\top\operatorname{col}(G)$ half (we observed compressed completion not
+learning at all). For full observation $G_1 = c\,W_1(0) - \Psi$ with
+$c=\prod_{l\ge2}\epsilon_l^2$, and $\mathcal S$ is *exactly* the eigenspace of $M^\top M$
+for the repeated eigenvalue $2c^2\epsilon_1^2$, so the recipe recovers $\mathcal S$ to
+rounding whenever that cluster lies below the rest of the spectrum, whose smallest part is
+$\sim\sqrt c\,\sigma_{r^\star}(\Phi)$: the ratio is $\sigma_{r^\star}(\Phi)/\prod_l\epsilon_l$,
+large for small $\epsilon$; at $\epsilon_l\approx1$ it is not (see ``dmf.construction``).
 
 **Numerical-rank decision.** The right singular vectors of the stacked matrix $M$ for its
 $k$ largest singular values span $\mathcal S^\perp$ (generically $k = 2r^\star$). Unless the
@@ -127,9 +133,7 @@ def _check_orthogonal_init(ws, rtol: float = 1e3) -> tuple[float, ...]:
     for i, w in enumerate(ws):
         d = w.shape[0]
         if w.shape[0] != w.shape[1]:
-            raise ValueError(
-                f"Theorem 2.1 needs square factors; weights[{i}] has shape {w.shape}"
-            )
+            raise ValueError(f"Theorem 2.1 needs square factors; weights[{i}] has shape {w.shape}")
         e = float(jnp.linalg.norm(w) / math.sqrt(d))
         if not e > 0:
             raise ValueError(f"weights[{i}] is zero: eps_l must be > 0")
@@ -191,7 +195,8 @@ def subspaces_from_gradient(
         raise ValueError(f"grad1 must be {d}x{d}, got {g.shape}")
     if width is not None:
         width = check_int(width, "width", lo=0, hi=d)
-    m_stack = jnp.concatenate([g, g.T @ ws[0]], axis=0)
+    # N(G^T W_1) = N(G^T W_1 / eps_1): the scaling balances the two blocks (module docstring)
+    m_stack = jnp.concatenate([g, g.T @ ws[0] / eps[0]], axis=0)
     _, s, vt = jnp.linalg.svd(m_stack, full_matrices=True)
     s = np.asarray(s)
     k, gap, decided = _decide_split(s, width, min_gap)
