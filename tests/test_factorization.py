@@ -92,7 +92,7 @@ def test_gradients_match_autodiff(depth):
     mask = jax.random.uniform(jax.random.key(3), (5, 5)) < 0.6
     for m in (None, mask):
         loss, g = _grads(ws, phi, m)
-        ref = jax.grad(lambda w: factorization_loss(w, phi, m))(ws)
+        ref = jax.grad(lambda w, m=m: factorization_loss(w, phi, m))(ws)
         assert abs(float(loss) - float(factorization_loss(ws, phi, m))) < 1e-14
         for a, b in zip(g, ref, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-14)
