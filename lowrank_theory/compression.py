@@ -377,6 +377,7 @@ def run_compressed(
     truth: ArrayLike | None = None,
     record_every: int | None = None,
     record: Sequence[str] = ("loss",),
+    record_fn=None,
 ) -> GDResult:
     r"""GD on the compressed problem: (9) for full observation, (11) with a mask and/or $\gamma>0$.
 
@@ -387,8 +388,8 @@ def run_compressed(
     * otherwise: (11), GD on $(V_{1,1}^\top,\widetilde W_1,\dots,\widetilde W_L,U_{L,1})$ with
       rate $\gamma\eta$ on the outer two (and no weight decay on them: the seed specifies none)
       and $\eta$, $\lambda$ on the inner ones; ``gamma = 0`` freezes $U_{L,1},V_{1,1}$. The
-      result's ``weights`` are that $(L+2)$-tuple; records as in
-      :func:`lowrank_theory.factorization.run_gd`.
+      result's ``weights`` are that $(L+2)$-tuple; records (and ``record_fn``, called on that
+      tuple) as in :func:`lowrank_theory.factorization.run_gd`.
     """
     if not (gamma >= 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
@@ -404,8 +405,8 @@ def run_compressed(
         bad = [n for n in record if n not in ("loss", "recovery", "weights")]
         if bad:
             raise ValueError(f"the k x k path records loss, recovery, weights; not {bad}")
-        if truth is not None:
-            raise ValueError("truth is only used with a mask (completion)")
+        if truth is not None or record_fn is not None:
+            raise ValueError("truth and record_fn are only used on the dense path (mask/gamma)")
         _rho_divergence(eps, lr, weight_decay, warn=True)
         final, recs = _scan_small(
             tuple(comp.weights),
@@ -443,6 +444,7 @@ def run_compressed(
         truth=truth if truth is not None else (comp.target if mask is not None else None),
         record_every=stride,
         record=record,
+        record_fn=record_fn,
     )
     return GDResult(res.weights, res.records, res.steps, {"path": "dense (L+2)-layer"})
 
