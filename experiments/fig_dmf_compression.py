@@ -24,7 +24,6 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
@@ -41,12 +40,12 @@ class Config:
     depth: int = 3
     eps: float = 1e-3
     lr: float = 0.3
-    steps: int = 8000
+    steps: int = 6000
     record_every: int = 100
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(d=60, steps=8000, record_every=400)
+        return cls(d=60, steps=6000, record_every=300)
 
     @classmethod
     def full(cls) -> Config:
@@ -63,7 +62,7 @@ def _time_per_step(fn, steps_small: int) -> float:
 def _run(cfg: Config) -> dict:
     k1, k2 = jax.random.split(jax.random.key(cfg.seed))
     ws = lt.orthogonal_init(k1, cfg.d, cfg.depth, cfg.eps)
-    phi = random_with_spectrum(k2, cfg.d, cfg.d, np.linspace(1.0, 0.5, cfg.r))
+    phi = random_with_spectrum(k2, cfg.d, cfg.d, np.ones(cfg.r))
     jax.block_until_ready(lt.compress(ws, phi, cfg.r).u)  # compile
     t0 = time.perf_counter()
     comp = lt.compress(ws, phi, cfg.r)
