@@ -12,8 +12,8 @@ Ground truth $\Phi$: Haar singular vectors, $r^\star$ unit singular values. Loss
 observed entries; the reference code's ½·mean over $d^2$ entries corresponds to
 $\eta_{ref} = d^2\eta$ (``lowrank_theory.factorization.lr_from_mean_loss``).
 
-Command: ``make fig-dmc-compression`` (``--quick``: $d=60$; default: $d=200$, $p=0.2$;
-``FULL=1``: the paper's $d=1000$, $p=0.2$). Runtime on 2 cores: quick ~15 s, default ~2 min,
+Command: ``make fig-dmc-compression`` (``--quick``: $d=30$, 1000 steps (smoke run); default: $d=200$, $p=0.2$;
+``FULL=1``: the paper's $d=1000$, $p=0.2$). Runtime on 2 cores: quick ~8 s, default ~2 min,
 full ~20 min.
 
 Expected result: $\gamma=0$ stalls at a recovery error of order $10^{-1}$ (the subspaces
@@ -56,7 +56,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(d=60, r=2, frac=0.4, steps=6000, record_every=500)
+        return cls(d=30, r=2, frac=0.5, steps=1000, record_every=100)
 
     @classmethod
     def full(cls) -> Config:

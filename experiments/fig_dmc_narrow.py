@@ -15,9 +15,9 @@ $\gamma$: the seed tunes it per problem (Section 3); with our $\Phi$ (unit singu
 $\eta = 0.4/p$ (½·sum loss) $\gamma=0.1$ converges in a comparable number of iterations to full
 width while $\gamma=0.01$ is ~5x slower (see ``dmc-compression``), so we use $\gamma=0.1$.
 
-Command: ``make fig-dmc-narrow`` (``--quick``: $d=40$; default $d=150$, $r^\star=3$,
+Command: ``make fig-dmc-narrow`` (``--quick``: $d=24$, 1000 steps (smoke run); default $d=150$, $r^\star=3$,
 $\hat r\in\{3,5,7,9\}$, 30% observed; ``FULL=1``: the paper's $d=1000$, $r^\star=5$, 20% observed,
-$\hat r\in\{5,8,11,14,17,20\}$). Runtime on 2 cores: quick ~20 s, default ~2 min, full ~30 min.
+$\hat r\in\{5,8,11,14,17,20\}$). Runtime on 2 cores: quick ~8 s, default ~2 min, full ~30 min.
 
 Expected result: the compressed factorization needs fewer iterations than the narrow one at
 every $\hat r$, and its count barely depends on $\hat r$; in wall time both are cheap
@@ -58,7 +58,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(d=40, rstar=2, frac=0.5, rhats=(2, 4), trials=1, steps=6000, record_every=500,
+        return cls(d=24, rstar=2, frac=0.5, rhats=(2, 4), trials=1, steps=1000, record_every=100,
                    tol=1e-4)  # fmt: skip
 
     @classmethod

@@ -9,8 +9,8 @@ $\le\sqrt m\,\epsilon^3\approx3\cdot10^{-8}$). Right: training loss vs wall time
 is the iteration count times the measured time per step (compile excluded, after
 ``block_until_ready``); the compressed run's setup (subspace extraction) is added to its times.
 
-Command: ``make fig-dmf-compression`` (``--quick``: $d=100$; default $d=400$; ``FULL=1``: the
-paper's $d=1000$). Runtime on 2 cores: quick ~10 s, default ~1 min, full ~10 min.
+Command: ``make fig-dmf-compression`` (``--quick``: $d=30$, 1000 steps (smoke run, not converged); default $d=400$; ``FULL=1``: the
+paper's $d=1000$). Runtime on 2 cores: quick ~5 s, default ~1 min, full ~10 min.
 
 Expected result: the trajectories coincide (max distance $\le\sqrt{m}\epsilon^3$, Prop. 2.2),
 the losses agree to $\tfrac12 m\prod\rho_l^2$, and the compressed run is far faster in wall
@@ -45,7 +45,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(d=60, steps=6000, record_every=300)
+        return cls(d=30, steps=1000, record_every=100)
 
     @classmethod
     def full(cls) -> Config:

@@ -4,14 +4,17 @@ Reproduces Fig. 2 of seed 004: deep matrix completion (10) with $\epsilon_l=10^{
 fraction $p$ of entries observed, factorizations of width $w$ ($d\to w\to\dots\to d$, random
 scaled-orthogonal initialisation; $w=d$ is the full-width factorization) and depth $L\in\{2,3\}$,
 trained by GD. Left: recovery error $\|f-\Phi\|_F/\|\Phi\|_F$ at the end vs width; right:
-iterations until the relative training residual $\|\Omega\odot(f-\Phi)\|_F/\|\Omega\odot\Phi\|_F$
-falls below $10^{-10}$ (the paper's "converge to $10^{-10}$ error"; our reading). All widths and
+iterations until the squared relative training residual
+$\|\Omega\odot(f-\Phi)\|_F^2/\|\Omega\odot\Phi\|_F^2$ falls below $10^{-10}$ (our reading of
+the paper's "converge to $10^{-10}$ error", a mean-squared quantity; the unsquared residual of a
+full-width $L=3$ factorization cannot go below $\sim\sqrt{m}\,\epsilon^3/\|\Phi\|_F\approx10^{-8}$
+because of the invariant part $\prod_l\rho_l\,U_{L,2}V_{1,2}^\top$ of Theorem 2.1). All widths and
 trials of one depth run as one ``jax.vmap`` batch (widths zero-padded to $d$, which GD preserves
 exactly), sharded across devices when there are several.
 
 Command: ``make fig-dmf-depth-width`` (``--quick``: $d=20$; default $d=50$, $r^\star=3$, widths
 5..50, 2 trials; ``FULL=1``: $d=100$, $r^\star=10$ as the issue lists (the seed's caption says
-$r^\star=5$), widths 10..100, 5 trials, 30% observed). Runtime on 2 cores: quick ~15 s, default
+$r^\star=5$), widths 10..100, 5 trials, 30% observed). Runtime on 2 cores: quick ~5 s (1000 steps, smoke run), default
 ~2 min, full ~20 min.
 
 Expected result: $L=2$ overfits once $w>r^\star$ (recovery error $O(10^{-1})$ although the
@@ -50,11 +53,11 @@ class Config:
     lr_times_p: float = 0.3
     steps: int = 20000
     record_every: int = 100
-    tol: float = 1e-10
+    tol: float = 1e-5
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(d=20, rstar=2, frac=0.5, widths=(4, 12, 20), trials=1, steps=4000,
+        return cls(d=20, rstar=2, frac=0.5, widths=(4, 12, 20), trials=1, steps=1000,
                    record_every=200)  # fmt: skip
 
     @classmethod
@@ -110,7 +113,7 @@ def plot(result: dict, cfg: Config):
     axes[0, 0].set(xlabel="width", ylabel=r"$\|f-\Phi\|_F/\|\Phi\|_F$", yscale="log",
                    title="recovery error (end of training)")  # fmt: skip
     axes[0, 1].set(xlabel="width", ylabel="iterations", yscale="log",
-                   title=f"iterations to training residual < {cfg.tol:g}")  # fmt: skip
+                   title=f"iterations to squared train residual < {cfg.tol**2:g}")  # fmt: skip
     for ax in axes.flat:
         ax.axvline(cfg.rstar, color="k", ls=":", lw=1)
         ax.legend()

@@ -4,7 +4,7 @@ Reproduces Fig. 9 of seed 004: $f(\Theta)=W_3\,\mathrm{ReLU}(W_2\,\mathrm{ReLU}(
 $d=1000$, $r^\star=5$, $\epsilon_l=10^{-3}$, the singular values of $\nabla_{W_2}\ell(\Theta(0))$,
 beside the linear factorization's gradient (exactly rank $r^\star$ up to the $\epsilon^5$ term).
 
-Command: ``make fig-nonlinear-gradient`` (``--quick``: $d=200$; default and ``FULL=1``: $d=1000$).
+Command: ``make fig-nonlinear-gradient`` (``--quick``: $d=100$; default and ``FULL=1``: $d=1000$).
 Runtime: quick ~3 s, default ~10 s.
 
 Expected result: a gap after the top singular values, as in the paper, but after $r^\star+1$ of
@@ -37,7 +37,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(d=200, seeds=1)
+        return cls(d=100, seeds=1)
 
     @classmethod
     def full(cls) -> Config:
