@@ -442,7 +442,7 @@ def rho_sequence(
     Examples:
         >>> from lowrank_theory.factorization import rho_sequence
         >>> rho_sequence(0.5, 0.1, 0.0, 2, depth=2).round(6).tolist()
-        [[0.5, 0.5], [0.4875, 0.4875], [0.475916, 0.475916]]
+        [[0.5, 0.5], [0.4875, 0.4875], [0.475914, 0.475914]]
     """
     if depth is None:
         depth = int(np.size(eps))

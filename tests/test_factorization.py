@@ -361,3 +361,13 @@ def test_readme_section_doctest():
         test = parser.get_doctest(b, {}, f"dmf.md[{i}]", "dmf.md", 0)
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 0
+
+
+@pytest.mark.parametrize("modname", ["factorization", "compression"])
+def test_module_docstring_examples(modname):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"lowrank_theory.{modname}")
+    res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert res.failed == 0 and res.attempted > 0

@@ -592,8 +592,8 @@ register(
         build=build_completion,
         check=check_tracking,
         expected="empirical",
-        test_examples=2,
-        slow=True,
+        test_examples=1,
+        slow=False,
     )
 )
 
