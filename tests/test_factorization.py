@@ -371,3 +371,15 @@ def test_module_docstring_examples(modname):
     mod = importlib.import_module(f"lowrank_theory.{modname}")
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert res.failed == 0 and res.attempted > 0
+
+
+def test_lemma_e2_edges():
+    """Outside Lemma E.2's assumptions: eps > 1 breaks the lower bound; L = 1 breaks it too
+    (the registered counterexample); L >= 2 with eps <= 1 holds."""
+    from lowrank_theory.claims.dmf import build_sandwich, check_sandwich
+
+    base = {"lam": 0.0, "lr_frac": 0.5, "T": 50}
+    assert not check_sandwich(build_sandwich({**base, "L": 2, "eps": 1.5}, assume=False)).holds
+    assert not check_sandwich(build_sandwich({**base, "L": 1, "eps": 0.5})).holds
+    assert check_sandwich(build_sandwich({**base, "L": 1, "eps": 0.5}, corrected=True)).holds
+    assert check_sandwich(build_sandwich({**base, "L": 3, "eps": 0.9})).holds

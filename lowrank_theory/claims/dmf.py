@@ -411,9 +411,10 @@ def sandwich_params(draw, min_depth: int = 1):
     }
 
 
-def build_sandwich(p, corrected: bool = False):
+def build_sandwich(p, corrected: bool = False, assume: bool = True):
+    """Instance of Lemma E.2; ``assume=False`` skips the assertion 0 < eps <= 1 (edge tests)."""
     eps, lam, depth = p["eps"], p["lam"], p["L"]
-    assert 0 < eps <= 1
+    assert (0 < eps <= 1) or not assume
     c = eps ** (2 * (depth - 1)) if corrected else eps
     lr = p["lr_frac"] / (lam + c)
     # the recursion (6) with equal scales, computed here without rho_sequence's divergence
