@@ -6,6 +6,7 @@ measured in the same run (``bench_linalg``). The machine is shared: ratios withi
 meaningful, absolute times are noisy.
 """
 
+import sys
 import time
 
 import jax
@@ -128,6 +129,10 @@ def _gather_step_time(d=1000, frac=0.2, k=10, lr=2.0):
     return time_fn(fn, params, repeats=3) / 20
 
 
+def _log(msg: str) -> None:
+    print(f"    [{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def run() -> list[dict]:
     rows = []
     gemm = gemm_gflops()
@@ -146,6 +151,7 @@ def run() -> list[dict]:
         f"{flops / t_full / 1e9:.1f} GFLOP/s vs float64 GEMM {gemm:.1f} GFLOP/s in this run; "
         "compile excluded, block_until_ready; shared 2-core machine (noisy)",
     ))  # fmt: skip
+    _log("subspace setup")
     # --- subspace setup in units of full steps (d = 1000) -------------------------------------
     _, setup = _timed_setup(lambda: lt.compress(ws, phi, 5))
     rows.append(entry(
@@ -153,6 +159,7 @@ def run() -> list[dict]:
         notes=f"compress() at d=1000, L=3, r=5 (Psi, SVD of the 2d x d stacked matrix, "
         f"propagation): {setup:.2f} s vs one full-width step {t_full:.3f} s; compile excluded",
     ))  # fmt: skip
+    _log("compressed step, d = 4000")
     # --- compressed step, d = 4000 over d = 250 ------------------------------------------------
     times = {}
     for dd in (250, 4000):
@@ -166,6 +173,7 @@ def run() -> list[dict]:
         f"{times[4000] * 1e6:.2f} us at d=4000 vs {times[250] * 1e6:.2f} us at d=250 "
         "(mean over a 2000-step fori_loop, compile excluded); the step never touches d",
     ))  # fmt: skip
+    _log("completion: roofline")
     # --- completion: roofline of the compressed step, d = 1000, 20%, width 10 ----------------
     n_c, t_c, setup_c = _completion_run(1000, 0.01)
     k = 10
@@ -186,6 +194,7 @@ def run() -> list[dict]:
         f"scatter-add gradients, autodiff) took {t_gather * 1e3:.2f} ms, so the dense "
         f"formulation is used",
     ))  # fmt: skip
+    _log("completion: seconds")
     # --- completion: seconds to recovery 1e-12 (Fig. 5 configuration) -------------------------
     secs = setup_c + (n_c if n_c is not None else np.inf) * t_c
     rows.append(entry(
@@ -198,6 +207,7 @@ def run() -> list[dict]:
         f"the records every 100 steps, GD run in 1000-step chunks until reached); time = setup {setup_c:.2f} s + iterations x "
         f"{t_c * 1e3:.2f} ms per step (compile excluded)",
     ))  # fmt: skip
+    _log("completion: full over")
     # --- completion: full over compressed time-to-tolerance -----------------------------------
     d_ratio = 400
     n_f, t_f, _ = _completion_run(d_ratio, 0.0, full=True)

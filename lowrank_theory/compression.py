@@ -197,7 +197,7 @@ def subspaces_from_gradient(
         width = check_int(width, "width", lo=0, hi=d)
     # N(G^T W_1) = N(G^T W_1 / eps_1): the scaling balances the two blocks (module docstring)
     m_stack = jnp.concatenate([g, g.T @ ws[0] / eps[0]], axis=0)
-    _, s, vt = jnp.linalg.svd(m_stack, full_matrices=True)
+    _, s, vt = jnp.linalg.svd(m_stack, full_matrices=False)  # vt is d x d: all of V
     s = np.asarray(s)
     k, gap, decided = _decide_split(s, width, min_gap)
     v1 = vt.T  # columns ordered by decreasing singular value: first k span S^perp
