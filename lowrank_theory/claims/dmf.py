@@ -287,9 +287,9 @@ def check_prop22(inst) -> CheckResult:
         dn = float(np.linalg.norm(f - fc))
         diffs.append(dn)
         ident.append(abs(dn - math.sqrt(m) * abs(float(np.prod(inst["rho"][t])))))
-    # rounding in the two runs differs; the trajectories amplify it by at most the growth of
-    # the iterates from eps to O(1), which the 1/min(eps) factor accounts for
-    tol = inst["tol"] / min(p["eps"])
+    # the same rounding budget as the identities: the measured |diff - sqrt(m) prod rho| is
+    # ~1e-17 over 2000 steps (no amplification seen), far below this tolerance
+    tol = inst["tol"]
     return compare(
         max(diffs),
         rhs,
