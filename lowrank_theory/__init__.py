@@ -9,6 +9,9 @@ The public API is re-exported here explicitly; submodules hold the details:
 * :mod:`lowrank_theory.expressivity`: the expressive power of LoRA (seed 000).
 * :mod:`lowrank_theory.expressivity_relu`, :mod:`lowrank_theory.transfer`: LoRA for ReLU
   networks (Lemma 9, Theorem 5) and the Stein transfer estimator (seed 000).
+* :mod:`lowrank_theory.factorization`, :mod:`lowrank_theory.compression`,
+  :mod:`lowrank_theory.completion`: deep matrix factorization/completion, invariant subspaces,
+  compression (seed 004).
 * :mod:`lowrank_theory.claims`, :mod:`lowrank_theory.audit`: the claim registry and the audit.
 * :mod:`lowrank_theory.experiments_io`, :mod:`lowrank_theory.plotting`: figure pipeline.
 """
@@ -60,6 +63,28 @@ from .transfer import (
     shift_from_rowspace as shift_from_rowspace,
     stein_matrix as stein_matrix,
     transfer_forward as transfer_forward,
+# --- seed 004: compressible dynamics (deep matrix factorization / completion) -------------
+from . import compression as compression, completion as completion, factorization as factorization
+from .compression import (
+    Compressed as Compressed,
+    InvariantSubspaces as InvariantSubspaces,
+    compress as compress,
+    compress_from_gradient as compress_from_gradient,
+    invariant_subspaces as invariant_subspaces,
+    run_compressed as run_compressed,
+    run_narrow as run_narrow,
+    subspaces_from_gradient as subspaces_from_gradient,
+)
+from .completion import completion_instance as completion_instance, run_gd_batch as run_gd_batch
+from .factorization import (
+    end_to_end as end_to_end,
+    nonlinear_gradient as nonlinear_gradient,
+    numerical_rank_fig7 as numerical_rank_fig7,
+    orthogonal_init as orthogonal_init,
+    rho_sequence as rho_sequence,
+    run_completion as run_completion,
+    run_factorization as run_factorization,
+    run_gd as run_gd,
 )
 
 try:
