@@ -26,6 +26,17 @@ from .expressivity import (
     min_lora_rank as min_lora_rank,
 )
 
+# --- seed 004, Section 4: Deep LoRA --------------------------------------------------------
+from . import deep_lora as deep_lora
+from .deep_lora import (
+    Adapter as Adapter,
+    deep_lora_adapters as deep_lora_adapters,
+    full_width_adapters as full_width_adapters,
+    lora_adapters as lora_adapters,
+    merge as merge,
+    narrow_adapters as narrow_adapters,
+)
+
 try:
     __version__ = _metadata.version("lowrank_theory")
 except _metadata.PackageNotFoundError:  # running from a source tree without installation

@@ -279,7 +279,9 @@ def full_width_adapters(
     depth = check_int(depth, "depth", lo=2)
     keys = jax.random.split(key, len(ws))
     return {
-        path: Adapter(tuple(orthogonal_factors(k, w.shape, depth, eps)), 1.0, (False,) * depth, "full")
+        path: Adapter(
+            tuple(orthogonal_factors(k, w.shape, depth, eps)), 1.0, (False,) * depth, "full"
+        )
         for k, (path, w) in zip(keys, ws.items(), strict=True)
     }
 
@@ -341,7 +343,9 @@ def deep_lora_adapters(
     for path, w in ws.items():
         r = _check_rank(r, w.shape, path)
         if r % 2:
-            raise ValueError(f"r must be even (r = 2h, h directions from G_1 and G_1^T W_1), got {r}")
+            raise ValueError(
+                f"r must be even (r = 2h, h directions from G_1 and G_1^T W_1), got {r}"
+            )
     full = full_width_adapters(params, targets, key, eps, depth)
     grads = jax.grad(lambda ad: loss_fn(merge(params, ad)))(full)
     out = {}

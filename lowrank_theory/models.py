@@ -93,7 +93,7 @@ class Task:
     def metric(self, params):
         out = mlp_apply(params, self.x_val)
         if self.kind == "classification":
-            return jnp.mean(jnp.argmax(out, axis=1) == self.y_val)
+            return jnp.mean((jnp.argmax(out, axis=1) == self.y_val).astype(DTYPE))
         resid = jnp.mean((out[:, 0] - self.y_val) ** 2)
         return 1.0 - resid / jnp.var(self.y_val)
 
@@ -205,21 +205,23 @@ def get_task(name: str, seed: int = 0) -> Task:
 
 
 # ------------------------------------------------------------------------- few-shot runs
+XLA_SAFE_FLAG = "--xla_cpu_multi_thread_eigen=false"
+
+
+def safe_xla_flags(environ=None) -> str:
+    """``XLA_FLAGS`` with :data:`XLA_SAFE_FLAG` appended (set it before JAX initialises)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    flags = env.get("XLA_FLAGS", "")
+    return flags if XLA_SAFE_FLAG in flags else f"{flags} {XLA_SAFE_FLAG}".strip()
+
+
 METHODS = ("lora", "deep", "full", "narrow")
 
 
 def _one_seed(
-    task: Task,
-    method: str,
-    n: int,
-    r: int,
-    steps: int,
-    lr,
-    gamma: float,
-    alpha: float,
-    eps: float,
-    depth: int,
-    key,
+    task: Task, method: str, n: int, r: int, steps: int, lr, gamma, alpha, eps, depth, key
 ):
     k_data, k_init = jax.random.split(key)
     idx = jax.random.choice(k_data, task.x_pool.shape[0], (n,), replace=False)
@@ -231,7 +233,9 @@ def _one_seed(
     if method == "lora":
         ad = dl.lora_adapters(task.params, task.targets, r, alpha, k_init)
     elif method == "deep":
-        ad = dl.deep_lora_adapters(task.params, task.targets, r, k_init, eps, depth, loss_fn=loss_fn)
+        ad = dl.deep_lora_adapters(
+            task.params, task.targets, r, k_init, eps, depth, loss_fn=loss_fn
+        )
     elif method == "full":
         ad = dl.full_width_adapters(task.params, task.targets, k_init, eps, depth)
     elif method == "narrow":
@@ -240,29 +244,46 @@ def _one_seed(
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     ad, losses = dl.train(task.params, ad, loss_fn, steps, lr, gamma)
     merged = dl.merge(task.params, ad)
-    svals = {p: jnp.linalg.svd(dl.delta(a), compute_uv=False) for p, a in ad.items()}
-    return {"metric": task.metric(merged), "losses": losses, "svals": svals}
+    # singular values are taken on the host (NumPy): an in-graph batched SVD is one more LAPACK
+    # custom call inside the vmapped program, see the note on XLA_FLAGS in few_shot
+    deltas = {p: dl.delta(a) for p, a in ad.items()}
+    return {"metric": task.metric(merged), "losses": losses, "deltas": deltas}
 
 
-def run_seeds(fn: Callable, keys) -> Any:
-    """``vmap(fn)`` over the leading axis of ``keys``, sharded over all devices when several exist.
+def run_seeds(fn: Callable, keys, *args) -> Any:
+    """``vmap(fn)(keys, *args)`` over the leading axis of ``keys`` (``args`` broadcast), sharded
+    over all devices when several exist.
 
     The key batch is padded to a multiple of the device count and the padding dropped again, so
     the numbers do not depend on how many devices ran them.
     """
+    return _compiled_seeds(fn, len(args))(keys, *args)
+
+
+_SEED_FNS: dict = {}
+
+
+def _compiled_seeds(fn: Callable, n_args: int) -> Callable:
     n_dev = jax.device_count()
-    batched = jax.vmap(fn)
-    n = keys.shape[0]
+    batched = jax.vmap(fn, in_axes=(0,) + (None,) * n_args)
     if n_dev == 1:
-        return jax.jit(batched)(keys)
-    pad = (-n) % n_dev
-    if pad:
-        keys = jnp.concatenate([keys, keys[:pad]])
+        return jax.jit(batched)
     mesh = jax.make_mesh((n_dev,), ("seeds",))
     spec = jax.sharding.PartitionSpec("seeds")
-    sharded = jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec))
-    out = sharded(keys)
-    return jax.tree_util.tree_map(lambda a: a[:n], out)
+    rep = jax.sharding.PartitionSpec()
+    sharded = jax.jit(
+        jax.shard_map(batched, mesh=mesh, in_specs=(spec,) + (rep,) * n_args, out_specs=spec)
+    )
+
+    def call(keys, *args):
+        n = keys.shape[0]
+        pad = (-n) % n_dev
+        if pad:
+            keys = jnp.concatenate([keys, keys[:pad]])
+        out = sharded(keys, *args)
+        return jax.tree_util.tree_map(lambda a: a[:n], out)
+
+    return call
 
 
 def few_shot(
@@ -284,6 +305,12 @@ def few_shot(
     Each seed draws ``n`` training samples from the task's pool (without replacement), builds the
     adapters, runs ``steps`` full-batch Adam steps and evaluates on the validation split.
 
+    Note: on CPU (jax 0.10.2) these vmapped programs were seen to hang intermittently, the
+    result never materialising, in processes that had loaded SciPy's multi-threaded OpenBLAS
+    (which JAX's CPU LAPACK kernels call). The figure script and the tests' subprocesses set
+    ``OPENBLAS_NUM_THREADS=1`` and ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``
+    (:func:`safe_xla_flags`) before anything loads; no hang was seen with both set.
+
     Returns:
         NumPy arrays: ``metric`` (seeds,), ``losses`` (seeds, steps), ``svals`` ``{path: (seeds,
         k)}`` singular values of each $\Delta W$, and ``ranks`` ``{path: (seeds,)}`` (Fig. 7).
@@ -295,8 +322,18 @@ def few_shot(
     if not seeds:
         raise ValueError("seeds must be non-empty")
     keys = jnp.stack([jax.random.key(s) for s in seeds])
-    fn = functools.partial(_one_seed, task, method, n, r, steps, lr, gamma, alpha, eps, depth)
-    out = jax.tree_util.tree_map(np.asarray, run_seeds(fn, keys))
+    # one compiled program per (task, method, shapes, static settings); lr is a traced argument,
+    # so learning-rate grids and repeated calls reuse it
+    ck = (id(task), method, n, r, steps, float(gamma), float(alpha), float(eps), depth)
+    if ck not in _SEED_FNS:
+
+        def fn(key, lr_):
+            return _one_seed(task, method, n, r, steps, lr_, gamma, alpha, eps, depth, key)
+
+        _SEED_FNS[ck] = _compiled_seeds(fn, 1)
+    out = _SEED_FNS[ck](keys, jnp.asarray(lr, DTYPE))
+    out = jax.tree_util.tree_map(np.asarray, out)
+    out["svals"] = {p: np.linalg.svd(d, compute_uv=False) for p, d in out.pop("deltas").items()}
     shapes = {p: tuple(dl._get(task.params, p).shape) for p in task.targets}
     out["ranks"] = {
         p: np.array([dl.rank_from_singular_values(s, shapes[p]) for s in sv])
