@@ -278,10 +278,12 @@ def _compiled_seeds(fn: Callable, n_args: int) -> Callable:
     def call(keys, *args):
         n = keys.shape[0]
         pad = (-n) % n_dev
-        if pad:
-            keys = jnp.concatenate([keys, keys[:pad]])
+        if pad:  # repeat seeds cyclically to fill every device; dropped below
+            keys = keys[np.arange(n + pad) % n]
+        keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh, spec))
+        args = [jax.device_put(a, jax.sharding.NamedSharding(mesh, rep)) for a in args]
         out = sharded(keys, *args)
-        return jax.tree_util.tree_map(lambda a: a[:n], out)
+        return jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], out)
 
     return call
 
