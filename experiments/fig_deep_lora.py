@@ -211,6 +211,14 @@ def main(cfg: Config, sweep: Sweep) -> dict:
     return {"tasks": [_one_task(cfg, sweep, t) for t in cfg.tasks]}
 
 
+def _log_ticks(ax, xs):
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(list(xs), [str(x) for x in xs])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _band(ax, xs, runs, color, label):
     stats = np.array([ci95(np.asarray(v)) for v in runs])
     ax.plot(xs, stats[:, 0], "o-", color=color, label=label)
@@ -233,8 +241,8 @@ def plot(result: dict, cfg: Config):
                 f"{names[m]} (lr {t['lr'][m]:g})",
             )
         ax.axhline(t["pretrained_metric"], color=COLORS["pretrained"], ls=":", label="pre-trained")
+        _log_ticks(ax, cfg.ns)
         ax.set(
-            xscale="log",
             xlabel="training samples n",
             ylabel=t["metric_name"],
             title=f"(a) {name}: metric vs n (r={cfg.r})",
@@ -271,13 +279,12 @@ def plot(result: dict, cfg: Config):
                 COLORS["deep_lora" if m == "deep" else "lora"],
                 names[m],
             )
+        _log_ticks(ax, cfg.ranks)
         ax.set(
-            xscale="log",
             xlabel="rank r",
             ylabel=t["metric_name"],
             title=f"(c) metric vs r, n={cfg.ablation_n}",
         )
-        ax.set_xticks(list(cfg.ranks), [str(r) for r in cfg.ranks])
         ax.legend(fontsize=7)
         ax = row[3]
         labels = {

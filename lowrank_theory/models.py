@@ -14,7 +14,7 @@ for a 2-core CPU, with nothing downloaded:
   Gaussian inputs and label noise. Metric: validation $R^2$.
 
 :func:`few_shot` runs one method for many seeds at once: ``jax.vmap`` over seeds, and
-``jax.shard_map`` across devices when several exist (``XLA_FLAGS=
+``jit`` with the seed axis sharded over a device mesh (GSPMD) when several devices exist (``XLA_FLAGS=
 --xla_force_host_platform_device_count=4`` on CPU gives the same numbers).
 """
 
@@ -268,12 +268,11 @@ def _compiled_seeds(fn: Callable, n_args: int) -> Callable:
     batched = jax.vmap(fn, in_axes=(0,) + (None,) * n_args)
     if n_dev == 1:
         return jax.jit(batched)
-    mesh = jax.make_mesh((n_dev,), ("seeds",))
+    mesh = jax.make_mesh((n_dev,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,))
     spec = jax.sharding.PartitionSpec("seeds")
     rep = jax.sharding.PartitionSpec()
-    sharded = jax.jit(
-        jax.shard_map(batched, mesh=mesh, in_specs=(spec,) + (rep,) * n_args, out_specs=spec)
-    )
+    # jit partitions the vmapped program along the seed axis from the input shardings (GSPMD)
+    sharded = jax.jit(batched)
 
     def call(keys, *args):
         n = keys.shape[0]
