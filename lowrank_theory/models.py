@@ -341,3 +341,50 @@ def few_shot(
         for p, sv in out["svals"].items()
     }
     return out
+
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, {root!r})
+from lowrank_theory import models
+a = json.loads(sys.argv[1])
+out = models.few_shot(models.get_task(a.pop("task")), a.pop("method"), a.pop("n"), a.pop("seeds"), **a)
+print(json.dumps({{"metric": out["metric"].tolist(),
+                  "ranks": {{p: v.tolist() for p, v in out["ranks"].items()}},
+                  "final_loss": out["losses"][:, -1].tolist()}}))
+"""
+
+
+def few_shot_isolated(task: str, method: str, n: int, seeds, timeout: float = 600, **kw) -> dict:
+    """:func:`few_shot` in a fresh Python process with the safe thread settings.
+
+    Used by the claims, which run inside test and audit processes whose BLAS/XLA thread pools
+    were already started without the settings that avoid the CPU hang noted in
+    :func:`few_shot`. Returns ``metric`` (seeds,), ``ranks`` ``{path: (seeds,)}`` and
+    ``final_loss`` as NumPy arrays; raises ``RuntimeError`` with the child's stderr on failure.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    env["XLA_FLAGS"] = safe_xla_flags(env)
+    args = dict(kw, task=task, method=method, n=int(n), seeds=[int(x) for x in seeds])
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(root=root), json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"few_shot child process failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "metric": np.asarray(out["metric"]),
+        "ranks": {p: np.asarray(v, dtype=int) for p, v in out["ranks"].items()},
+        "final_loss": np.asarray(out["final_loss"]),
+    }

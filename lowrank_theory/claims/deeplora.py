@@ -18,13 +18,7 @@ Student-$t$ intervals over seeds of the paired per-seed difference.
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-# The vmapped few-shot programs were seen to hang on CPU (result never materialising) when
-# OpenBLAS, which JAX's CPU LAPACK kernels call through SciPy, runs its own thread pool; limit it
-# to one thread when this module is imported before BLAS initialises (tests, audit).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 from hypothesis import strategies as st
@@ -58,9 +52,9 @@ def _seeds(p: dict[str, Any]) -> list[int]:
 
 
 def _run(p: dict[str, Any], method: str, r: int) -> dict:
-    task = models.get_task(p["task"])
-    return models.few_shot(
-        task,
+    # in a fresh process: see models.few_shot_isolated (CPU thread-pool hang workaround)
+    return models.few_shot_isolated(
+        p["task"],
         method,
         p["n"],
         _seeds(p),
