@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -192,10 +193,13 @@ def test_bad_input_raises_clear_errors():
         lt.deep_lora_adapters(p, ["layer1/w"], 4, key, depth=1, loss_fn=_loss(p))
     with pytest.raises(ValueError, match="unknown task"):
         models.get_task("mnist")
+    tiny = SimpleNamespace(x_pool=np.zeros((10, 2)))
     with pytest.raises(ValueError, match="n must be"):
-        models.few_shot(models.get_task("teacher"), "lora", 10**6, 1)
+        models.few_shot(tiny, "lora", 11, 1)
+    with pytest.raises(ValueError, match="seeds must be non-empty"):
+        models.few_shot(tiny, "lora", 5, [])
     with pytest.raises(ValueError, match="unknown method"):
-        models.few_shot(models.get_task("teacher"), "adapter", 16, 1)
+        models.few_shot(tiny, "adapter", 16, 1)
 
 
 def test_dense_paths_and_counts():
@@ -213,13 +217,14 @@ sys.path.insert(0, {root!r})
 import jax, numpy as np
 from lowrank_theory import models
 task = models.get_task("teacher")
-out = models.few_shot(task, "deep", 16, [0, 1, 2], steps=20, lr=1e-2)
-alone = models.few_shot(task, "deep", 16, [2], steps=20, lr=1e-2)
+out = models.few_shot(task, "deep", 16, [0, 1, 2], steps=10, lr=1e-2)
+alone = models.few_shot(task, "deep", 16, [2], steps=10, lr=1e-2)
 print(json.dumps({{"devices": jax.device_count(), "metric": out["metric"].tolist(),
                   "loss": out["losses"][:, -1].tolist(), "alone": alone["metric"].tolist()}}))
 """
 
 
+@pytest.mark.slow
 def test_multi_device_path_matches_single_device():
     """Seeds sharded over 4 forced host devices give the same numbers as 1 device."""
     res = {}
