@@ -306,11 +306,11 @@ def few_shot(
     Each seed draws ``n`` training samples from the task's pool (without replacement), builds the
     adapters, runs ``steps`` full-batch Adam steps and evaluates on the validation split.
 
-    Note: on CPU (jax 0.10.2) these vmapped programs were seen to hang intermittently, the
-    result never materialising, in processes that had loaded SciPy's multi-threaded OpenBLAS
-    (which JAX's CPU LAPACK kernels call). The figure script and the tests' subprocesses set
+    Note: on CPU (jax 0.10.2) these vmapped programs hang intermittently on this machine (the
+    result never materialises, the process sits idle; root cause not found). Setting
     ``OPENBLAS_NUM_THREADS=1`` and ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``
-    (:func:`safe_xla_flags`) before anything loads; no hang was seen with both set.
+    (:func:`safe_xla_flags`) before anything loads made it rarer but did not remove it;
+    :func:`few_shot_isolated` runs in a fresh process and restarts a hung one.
 
     Returns:
         NumPy arrays: ``metric`` (seeds,), ``losses`` (seeds, steps), ``svals`` ``{path: (seeds,
@@ -355,12 +355,16 @@ print(json.dumps({{"metric": out["metric"].tolist(),
 """
 
 
-def few_shot_isolated(task: str, method: str, n: int, seeds, timeout: float = 600, **kw) -> dict:
+def few_shot_isolated(
+    task: str, method: str, n: int, seeds, timeout: float = 180, retries: int = 3, **kw
+) -> dict:
     """:func:`few_shot` in a fresh Python process with the safe thread settings.
 
     Used by the claims, which run inside test and audit processes whose BLAS/XLA thread pools
     were already started without the settings that avoid the CPU hang noted in
-    :func:`few_shot`. Returns ``metric`` (seeds,), ``ranks`` ``{path: (seeds,)}`` and
+    :func:`few_shot`; a child that does not finish within ``timeout`` seconds (the hang: a
+    normal run takes 5-30 s) is killed and started again, up to ``retries`` times. Returns
+    ``metric`` (seeds,), ``ranks`` ``{path: (seeds,)}`` and
     ``final_loss`` as NumPy arrays; raises ``RuntimeError`` with the child's stderr on failure.
     """
     import json
@@ -373,13 +377,16 @@ def few_shot_isolated(task: str, method: str, n: int, seeds, timeout: float = 60
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     env["XLA_FLAGS"] = safe_xla_flags(env)
     args = dict(kw, task=task, method=method, n=int(n), seeds=[int(x) for x in seeds])
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD.format(root=root), json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    cmd = [sys.executable, "-c", _CHILD.format(root=root), json.dumps(args)]
+    for attempt in range(retries + 1):
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+            break
+        except subprocess.TimeoutExpired:  # the intermittent hang: a fresh process succeeds
+            if attempt == retries:
+                raise RuntimeError(
+                    f"few_shot child process timed out {retries + 1} times ({timeout} s each)"
+                ) from None
     if proc.returncode != 0:
         raise RuntimeError(f"few_shot child process failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
