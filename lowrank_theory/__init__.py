@@ -85,6 +85,15 @@ from .factorization import (
     run_completion as run_completion,
     run_factorization as run_factorization,
     run_gd as run_gd,
+# --- seed 004, Section 4: Deep LoRA --------------------------------------------------------
+from . import deep_lora as deep_lora
+from .deep_lora import (
+    Adapter as Adapter,
+    deep_lora_adapters as deep_lora_adapters,
+    full_width_adapters as full_width_adapters,
+    lora_adapters as lora_adapters,
+    merge as merge,
+    narrow_adapters as narrow_adapters,
 )
 
 try:
