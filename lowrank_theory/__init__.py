@@ -26,6 +26,24 @@ from .expressivity import (
     min_lora_rank as min_lora_rank,
 )
 
+# --- seed 003: linearization of fine-tuning, empirical NTK, kernel ridge risk bounds -------
+from .linearization import (
+    gradient_flow as gradient_flow,
+    linearize as linearize,
+    regularized_finetune as regularized_finetune,
+)
+from .ntk import (
+    empirical_ntk as empirical_ntk,
+    eta as eta,
+    krr_fit as krr_fit,
+    krr_residual as krr_residual,
+    krr_risk as krr_risk,
+    layer_selection as layer_selection,
+    regularized_condition_number as regularized_condition_number,
+    risk_bounds as risk_bounds,
+    theorem7_interval as theorem7_interval,
+)
+
 try:
     __version__ = _metadata.version("lowrank_theory")
 except _metadata.PackageNotFoundError:  # running from a source tree without installation
