@@ -187,3 +187,70 @@ def _lora_jit(layer: int):
 
         _LORA_CACHE[layer] = jax.jit(k)
     return _LORA_CACHE[layer]
+
+
+# --------------------------------------------------------------------------------------------
+# tasks for the figures: nothing downloaded (scikit-learn ships the digits data)
+# --------------------------------------------------------------------------------------------
+def digits_tasks(key, n_pre: int, n_train: int, n_test: int):
+    r"""scikit-learn's ``load_digits`` (8x8 images, scaled to [0, 1]) as two +-1 tasks.
+
+    Pre-training task: digit $< 5$; fine-tuning task: digit even. Disjoint random splits
+    (``n_pre``, ``n_train``, ``n_test`` rows) drawn with ``key``.
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = jnp.asarray(d.data / 16.0)
+    lab = jnp.asarray(d.target)
+    perm = jax.random.permutation(key, x.shape[0])
+    if n_pre + n_train + n_test > x.shape[0]:
+        raise ValueError("not enough digits for the requested splits")
+    ip, it, ie = (
+        perm[:n_pre],
+        perm[n_pre : n_pre + n_train],
+        perm[n_pre + n_train : n_pre + n_train + n_test],
+    )
+    ya = jnp.where(lab < 5, 1.0, -1.0)
+    yb = jnp.where(lab % 2 == 0, 1.0, -1.0)
+    return {
+        "pre": (x[ip], ya[ip]),
+        "train": (x[it], yb[it]),
+        "test": (x[ie], yb[ie]),
+    }
+
+
+def synthetic_tasks(key, d: int, n_pre: int, n_train: int, n_test: int):
+    r"""Gaussian inputs $x\sim\mathcal N(0, I_d)$; pre-training target $\sin(w_1\cdot x)$,
+    fine-tuning target $\sin(w_1\cdot x) + \tfrac12\cos(w_2\cdot x)$ with $\|w_i\| = 1$."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    w = jax.random.normal(k1, (2, d))
+    w = w / jnp.linalg.norm(w, axis=1, keepdims=True)
+    x = jax.random.normal(k2, (n_pre + n_train + n_test, d))
+    ya = jnp.sin(x @ w[0])
+    yb = ya + 0.5 * jnp.cos(x @ w[1]) + 0.05 * jax.random.normal(k3, (x.shape[0],))
+    a, b = n_pre, n_pre + n_train
+    return {"pre": (x[:a], ya[:a]), "train": (x[a:b], yb[a:b]), "test": (x[b:], yb[b:])}
+
+
+def pretrain(params: Params, x, y, *, steps: int, lr: float = 1e-2) -> Params:
+    r"""Adam (optax) on the mean squared error $\frac1n\|f(x)-y\|^2$, one jitted ``lax.scan``."""
+    import optax
+
+    opt = optax.adam(lr)
+
+    def loss(p):
+        return jnp.mean((jax.vmap(lambda xi: mlp_apply(p, xi))(x) - y) ** 2)
+
+    @jax.jit
+    def run(p):
+        def body(c, _):
+            p, s = c
+            g = jax.grad(loss)(p)
+            u, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        (p, _), _ = jax.lax.scan(body, (p, opt.init(p)), None, length=steps)
+        return p
+
+    return run(params)
