@@ -120,7 +120,9 @@ def main(cfg: Config, sweep: Sweep) -> dict:
 
         rows = list(
             sweep.run(
-                [f"{task}-{s}" for s in cfg.subsets], lambda key: one(key.split("-", 1)[1]), desc=task
+                [f"{task}-{s}" for s in cfg.subsets],
+                lambda key: one(key.split("-", 1)[1]),
+                desc=task,
             ).values()
         )
         rho_ft = spearmanr([r["kappa"] for r in rows], [r["ft_loss"] for r in rows])[0]
