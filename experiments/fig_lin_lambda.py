@@ -55,7 +55,15 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(n_pre=200, n_train=64, n_test=100, pre_steps=200, steps=200, lr=5e-4)
+        return cls(
+            n_pre=200,
+            n_train=64,
+            n_test=100,
+            pre_steps=100,
+            steps=200,
+            lr=5e-4,
+            lams=(50.0, 1.0, 0.0),
+        )
 
     @classmethod
     def full(cls) -> Config:

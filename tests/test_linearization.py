@@ -15,8 +15,8 @@ import lowrank_theory as lt
 from lowrank_theory.linearization import (
     flow_loss_derivative,
     theorem2_bound,
-    theorem4_time,
     theorem4_threshold,
+    theorem4_time,
 )
 from lowrank_theory.lipschitz import sampled_lipschitz, two_layer_lipschitz
 from lowrank_theory.models_small import MLP, mlp_init
@@ -35,7 +35,7 @@ def test_linearize_is_first_order_taylor():
     lin = fbar(q, x)
     exact = MLP()(q, x)
     g = ravel_pytree(jax.grad(MLP())(P, x))[0]
-    assert lin == pytest.approx(MLP()(P, x) + g @ ravel_pytree(d)[0], rel=1e-13)
+    assert float(lin) == pytest.approx(float(MLP()(P, x) + g @ ravel_pytree(d)[0]), rel=1e-13)
     assert abs(float(lin - exact)) < 1e-4  # second-order remainder
 
 
@@ -44,9 +44,7 @@ def test_finetune_matches_python_loop_and_records():
     th0, unravel = ravel_pytree(P)
     th = th0
     for _ in range(5):
-        g = jax.grad(
-            lambda t: jnp.sum((jax.vmap(lambda x: MLP()(unravel(t), x))(X) - Y) ** 2)
-        )(th)
+        g = jax.grad(lambda t: jnp.sum((jax.vmap(lambda x: MLP()(unravel(t), x))(X) - Y) ** 2))(th)
         th = th0 + (1 - 2.0 * 1e-2) * (th - 1e-2 * g - th0)  # Lemma 3 split update
     assert np.allclose(ravel_pytree(tr.params)[0], th, rtol=1e-12, atol=1e-14)
     assert tr.loss.shape == (6,) and tr.dist[0] == 0 and tr.gap[0] == 0
@@ -68,7 +66,7 @@ def test_selective_scheme_switches_and_flow_is_monotone():
     assert set(np.unique(np.asarray(tr.lam))) <= {0.0, 1.0}
     fl = lt.gradient_flow(MLP(), P, X, Y, lam=1.0, t_end=1.0, n_steps=100, selective=True)
     assert np.all(np.diff(np.asarray(fl.loss)) <= 1e-12)  # Theorem 1
-    d, s = flow_loss_derivative(MLP(), P, fl.params, X, Y, lam_t=0.0)
+    d, _s = flow_loss_derivative(MLP(), P, fl.params, X, Y, lam_t=0.0)
     assert d <= 0
 
 

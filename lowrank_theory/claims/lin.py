@@ -244,7 +244,7 @@ register(
         params=lambda: model_params(tight=False),
         build=build_model,
         check=check_lemma1,
-        test_examples=4,
+        test_examples=3,
     )
 )
 
@@ -324,7 +324,7 @@ register(
         params=model_params,
         build=build_model,
         check=lambda inst: check_theorem2(inst, "corrected"),
-        test_examples=4,
+        test_examples=3,
     )
 )
 
@@ -436,7 +436,7 @@ register(
         params=model_params,
         build=build_model,
         check=check_theorem4,
-        test_examples=3,
+        test_examples=2,
     )
 )
 
@@ -849,7 +849,7 @@ register(
         build=build_model,
         check=check_lambda_sweep,
         expected="empirical",
-        test_examples=2,
+        test_examples=1,
     )
 )
 
