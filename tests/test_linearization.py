@@ -102,7 +102,7 @@ def test_bad_inputs():
         two_layer_lipschitz(mlp_init(jax.random.key(0), (3, 4, 4, 1)), X, 1.0)
 
 
-@pytest.mark.parametrize("name", ["lin_lambda", "lin_layers"])
+@pytest.mark.parametrize("name", ["lin_lambda", pytest.param("lin_layers", marks=pytest.mark.slow)])
 def test_figure_scripts_quick(tmp_path, name):
     cmd = [sys.executable, str(ROOT / "experiments" / f"fig_{name}.py"), "--quick"]
     cmd += ["--out", str(tmp_path), "--no-cache"]

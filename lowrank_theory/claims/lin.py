@@ -547,7 +547,7 @@ register(
         params=krr_model_params,
         build=build_krr,
         check=check_krr,
-        test_examples=4,
+        test_examples=2,
     )
 )
 register(
