@@ -13,8 +13,13 @@ $B(\theta_0, r)$. Two kinds of numbers come out of this module, and they are lab
     $$\mathrm{Lip}(f)^2 \le \sum_i \big[\|\tilde x_i\|^2(\|a_0\|+r)^2 +
     \min(m, (\|z_{0,i}\|+r\|\tilde x_i\|)^2) + 1\big],$$
     $$\mathrm{Lip}(\nabla f)^2 \le \sum_i \|\tilde x_i\|^2\big[(1 + c_2A_\infty\|\tilde x_i\|)^2+1\big],$$
-    from $\|J\|_2\le\|J\|_F$, $|\tanh|\le\min(1,|z|)$, $|\tanh'|\le1$, $|\tanh''|\le c_2$ (derivation
-    in ``docs/readme/linearization.md``);
+    from $\|J\|_2\le\|J\|_F$, $|\tanh|\le\min(1,|z|)$, $|\tanh'|\le1$, $|\tanh''|\le c_2$.
+    Derivation: row $i$ of $J$ is $(\tilde x_i\otimes(a\odot\tanh'(z_i)),\ \tanh(z_i),\ 1)$ with
+    $z_i=\tilde x_iW$, so $\|J\|_F^2\le\sum_i\|\tilde x_i\|^2\|a\|^2+\|\tanh z_i\|^2+1$ and on the
+    ball $\|a\|\le\|a_0\|+r$, $\|z_i\|\le\|z_{0,i}\|+r\|\tilde x_i\|$ ($\mathrm{Lip}(f)=\sup\|J\|_2$
+    on the convex ball). For two points of the ball the row difference is at most
+    $\|\tilde x_i\|(\|\Delta a\|+A_\infty c_2\|\tilde x_i\|\|\Delta W\|)+\|\tilde x_i\|\|\Delta W\|$
+    $\le\|\tilde x_i\|\sqrt{(1+c_2A_\infty\|\tilde x_i\|)^2+1}\,\|\Delta\theta\|$ (Cauchy-Schwarz);
 * **sampled lower estimates** (``certified=False``) for any model: the largest ratio
   $\|F(\theta)-F(\theta')\|/\|\theta-\theta'\|$ and $\|J(\theta)\|_2$ over random points of the
   ball. They are *not* upper bounds; a bound of Theorems 2-4 evaluated with them is an estimate,
