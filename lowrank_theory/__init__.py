@@ -94,6 +94,22 @@ from .deep_lora import (
     lora_adapters as lora_adapters,
     merge as merge,
     narrow_adapters as narrow_adapters,
+# --- seed 003: linearization of fine-tuning, empirical NTK, kernel ridge risk bounds -------
+from .linearization import (
+    gradient_flow as gradient_flow,
+    linearize as linearize,
+    regularized_finetune as regularized_finetune,
+)
+from .ntk import (
+    empirical_ntk as empirical_ntk,
+    eta as eta,
+    krr_fit as krr_fit,
+    krr_residual as krr_residual,
+    krr_risk as krr_risk,
+    layer_selection as layer_selection,
+    regularized_condition_number as regularized_condition_number,
+    risk_bounds as risk_bounds,
+    theorem7_interval as theorem7_interval,
 )
 
 try:

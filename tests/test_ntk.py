@@ -1,0 +1,133 @@
+"""Unit tests of lowrank_theory.ntk: exactness of every NTK path, KRR against scipy, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+import lowrank_theory as lt
+from lowrank_theory.models_small import MLP, LayerSubset, LoRALayer, mlp_init
+from lowrank_theory.ntk import (
+    check_kernel,
+    eta,
+    krr_residual,
+    krr_risk,
+    naive_ntk,
+    theorem6_bounds,
+    theorem7_interval,
+)
+
+P = mlp_init(jax.random.key(0), (5, 7, 6, 1))
+X = jax.random.normal(jax.random.key(1), (11, 5))
+
+
+def _rel(a, b):
+    return float(jnp.abs(a - b).max() / jnp.abs(b).max())
+
+
+@pytest.mark.parametrize("method", ["structured", "jacobian", "ntvp"])
+def test_ntk_paths_match_naive(method):
+    k0 = naive_ntk(MLP(), P, X)
+    k = lt.empirical_ntk(MLP(), P, X, method=method, block_size=4)
+    assert _rel(k, k0) < 1e-13
+
+
+def test_ntk_cross_kernel_and_blocks_not_dividing_n():
+    x2 = X[:5]
+    ks = lt.empirical_ntk(MLP(), P, X, x2)
+    for m in ("jacobian", "ntvp"):
+        k = lt.empirical_ntk(MLP(), P, X, x2, method=m, block_size=3)
+        assert k.shape == (11, 5)
+        assert _rel(k, ks) < 1e-13
+
+
+def test_ntk_against_explicit_jacobian_of_plain_function():
+    # a function without structure: generic path; Jacobian by jax.jacrev of the batched model
+    def f(p, x):
+        return jnp.sin(p["w"] @ x) * p["c"]
+
+    p = {"w": jnp.arange(5.0) / 5, "c": jnp.array(1.5)}
+    j = jax.jacrev(lambda q: jax.vmap(lambda x: f(q, x))(X))(p)
+    jm = jnp.concatenate([j["c"][:, None], j["w"]], axis=1)
+    assert _rel(lt.empirical_ntk(f, p, X), jm @ jm.T) < 1e-13
+
+
+def test_subset_and_lora_structured_paths():
+    sub = LayerSubset(P, (0, 2))
+    assert _rel(lt.empirical_ntk(sub, sub.init(), X), naive_ntk(sub, sub.init(), X)) < 1e-13
+    lo = LoRALayer(P, 1, 2)
+    ab = lo.init(jax.random.key(3), b_scale=1.0)
+    assert _rel(lt.empirical_ntk(lo, ab, X), naive_ntk(lo, ab, X)) < 1e-13
+    # layer kernels add up to the full kernel (Theorem 6's K + S decomposition)
+    parts = sum(
+        lt.empirical_ntk(LayerSubset(P, (i,)), LayerSubset(P, (i,)).init(), X) for i in range(3)
+    )
+    assert _rel(parts, lt.empirical_ntk(MLP(), P, X)) < 1e-13
+
+
+def _kernel(n=6, seed=0):
+    g = np.asarray(jax.random.normal(jax.random.key(seed), (n, n)))
+    return g @ g.T + 0.1 * np.eye(n), np.asarray(jax.random.normal(jax.random.key(seed + 1), (n,)))
+
+
+def test_krr_against_scipy():
+    k, y = _kernel()
+    a = lt.krr_fit(k, y, 0.3)
+    ref = scipy.linalg.solve(k + 0.3 * np.eye(6), y, assume_a="pos")
+    assert np.allclose(a, ref, rtol=1e-12, atol=0)
+    r = krr_residual(k, y, 0.3)
+    assert np.allclose(r, y - k @ ref, rtol=1e-10, atol=1e-12)
+    assert krr_risk(k, y, 0.3, reduction="mean") == pytest.approx(float(r @ r) / 6, rel=1e-12)
+
+
+def test_risk_bounds_sandwich_and_kappa():
+    k, y = _kernel()
+    rb = lt.risk_bounds(k, y, 0.5)
+    ev = np.linalg.eigvalsh(k)
+    assert rb["lower"] <= rb["risk"] <= rb["upper"]
+    assert rb["kappa"] == pytest.approx((ev[-1] + 0.5) / (ev[0] + 0.5), rel=1e-12)
+    assert lt.regularized_condition_number(k, 0.5) == pytest.approx(rb["kappa"], rel=1e-12)
+    rm = lt.risk_bounds(k, y, 0.5, reduction="mean")
+    assert rm["risk"] == pytest.approx(rb["risk"] / 6, rel=1e-12)
+
+
+def test_eta_and_theorem6_theorem7():
+    k, _ = _kernel()
+    s = 0.25 * k
+    assert eta(k, s) == pytest.approx(0.25, rel=1e-10)
+    t6 = theorem6_bounds(k, s)
+    assert np.allclose(t6["eig_KS"], t6["upper"], rtol=1e-10)  # tight for S = eta K
+    _, y = _kernel()
+    r = theorem7_interval(k, 0.1 * k, y, 0.5)
+    assert r["lower"] <= r["ratio"] <= r["upper"] and r["eta_ok"]
+    rows = lt.layer_selection(k, {"a": 0.1 * k, "b": 0.5 * k}, y, 0.5)
+    assert [row["name"] for row in rows] == ["b", "a"]  # larger S -> smaller risk ratio
+
+
+def test_bad_inputs():
+    k, y = _kernel()
+    with pytest.raises(ValueError, match="sigma"):
+        lt.krr_fit(k, y, 0.0)
+    with pytest.raises(ValueError, match="sigma"):
+        lt.risk_bounds(k, y, -1.0)
+    with pytest.raises(ValueError, match="shape"):
+        lt.krr_fit(k, y[:3], 1.0)
+    ka = k.copy()
+    ka[0, 1] += 1e-3
+    with pytest.raises(ValueError, match="not symmetric"):
+        lt.risk_bounds(ka, y, 1.0)
+    with pytest.raises(ValueError, match="positive semidefinite"):
+        check_kernel(-k)
+    kn = k.copy()
+    kn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        lt.krr_fit(kn, y, 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        lt.krr_fit(k, np.where(np.arange(6) == 2, np.nan, y), 1.0)
+    with pytest.raises(ValueError, match="positive definite"):
+        eta(np.diag([1.0, 0.0]), np.eye(2))
+    with pytest.raises(ValueError, match="input shape"):
+        lt.empirical_ntk(MLP(), P, X, X[:, :3])
+    with pytest.raises(ValueError, match=r"\(n, d\)"):
+        lt.empirical_ntk(MLP(), P, X[0])
