@@ -46,6 +46,7 @@ from .sparse_ft import (
 )
 from . import sparse_ft_bounds as sparse_ft_bounds
 from .sparse_ft_ops import gd_lora as gd_lora, gd_s2ft as gd_s2ft
+
 # --- seed 000: LoRA for ReLU networks (Lemma 9, Theorem 5) and low-rank transfer -----------
 from .expressivity_relu import (
     relu_adapters as relu_adapters,
@@ -63,6 +64,8 @@ from .transfer import (
     shift_from_rowspace as shift_from_rowspace,
     stein_matrix as stein_matrix,
     transfer_forward as transfer_forward,
+)
+
 # --- seed 004: compressible dynamics (deep matrix factorization / completion) -------------
 from . import compression as compression, completion as completion, factorization as factorization
 from .compression import (
@@ -85,6 +88,8 @@ from .factorization import (
     run_completion as run_completion,
     run_factorization as run_factorization,
     run_gd as run_gd,
+)
+
 # --- seed 004, Section 4: Deep LoRA --------------------------------------------------------
 from . import deep_lora as deep_lora
 from .deep_lora import (
@@ -94,6 +99,8 @@ from .deep_lora import (
     lora_adapters as lora_adapters,
     merge as merge,
     narrow_adapters as narrow_adapters,
+)
+
 # --- seed 003: linearization of fine-tuning, empirical NTK, kernel ridge risk bounds -------
 from .linearization import (
     gradient_flow as gradient_flow,
