@@ -38,14 +38,6 @@ trajectories equal, Prop. 2.2).
 from __future__ import annotations
 
 import dataclasses
-import os
-
-# before JAX initialises: see lowrank_theory.models.few_shot's note (CPU Eigen pool wedge)
-if "--xla_cpu_multi_thread_eigen=false" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 

@@ -1,14 +1,51 @@
-r"""The float64 policy.
+r"""The float64 policy, and the one XLA CPU setting the package needs.
 
 Every theorem check in this package compares two sides of an inequality whose slack can be far
 below float32 resolution, so the package enables ``jax_enable_x64`` on import, before it creates
 any array. Import :mod:`lowrank_theory` before building JAX arrays of your own, or set
 ``JAX_ENABLE_X64=1`` in the environment.
+
+**XLA CPU scheduler.** With jax/jaxlib 0.10.2 on CPU, XLA's *concurrency-optimized* HLO
+scheduler (on by default) lets a vmapped program that contains several independent LAPACK
+custom calls (the batched QR/SVD of Deep LoRA's compression) deadlock: every runtime thread
+waits and the result never arrives (measured: 7 of 8 fresh processes hung within 20 repeated
+few-shot calls; with the scheduler off, 0 of 10 processes x 30 calls). The package therefore
+appends ``--xla_cpu_enable_concurrency_optimized_scheduler=false`` to ``XLA_FLAGS`` on import,
+unless the variable already sets that flag either way. XLA reads the variable when the backend
+starts (the first array), so import :mod:`lowrank_theory` first; if a backend was already
+running, a :class:`RuntimeWarning` says the setting could not take effect.
 """
+
+import os
+import warnings
 
 import jax
 import numpy as np
 
+#: XLA flags the package sets unless ``XLA_FLAGS`` already mentions them (see module docstring).
+XLA_CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
+
+
+def _apply_xla_flags() -> None:
+    flags = os.environ.get("XLA_FLAGS", "")
+    missing = [f for f in XLA_CPU_FLAGS if f.split("=", 1)[0] not in flags]
+    if not missing:
+        return
+    os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        warnings.warn(
+            "lowrank_theory was imported after JAX started its backend, so "
+            f"{' '.join(missing)} could not take effect; vmapped programs with several LAPACK "
+            "calls (Deep LoRA compression) can deadlock on CPU. Import lowrank_theory first or "
+            "set XLA_FLAGS yourself.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+_apply_xla_flags()
 jax.config.update("jax_enable_x64", True)
 
 #: Default floating dtype of every computation in the package.

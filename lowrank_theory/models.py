@@ -205,18 +205,6 @@ def get_task(name: str, seed: int = 0) -> Task:
 
 
 # ------------------------------------------------------------------------- few-shot runs
-XLA_SAFE_FLAG = "--xla_cpu_multi_thread_eigen=false"
-
-
-def safe_xla_flags(environ=None) -> str:
-    """``XLA_FLAGS`` with :data:`XLA_SAFE_FLAG` appended (set it before JAX initialises)."""
-    import os
-
-    env = os.environ if environ is None else environ
-    flags = env.get("XLA_FLAGS", "")
-    return flags if XLA_SAFE_FLAG in flags else f"{flags} {XLA_SAFE_FLAG}".strip()
-
-
 METHODS = ("lora", "deep", "full", "narrow")
 
 
@@ -306,11 +294,9 @@ def few_shot(
     Each seed draws ``n`` training samples from the task's pool (without replacement), builds the
     adapters, runs ``steps`` full-batch Adam steps and evaluates on the validation split.
 
-    Note: on CPU (jax 0.10.2) these vmapped programs hang intermittently on this machine (the
-    result never materialises, the process sits idle; root cause not found). Setting
-    ``OPENBLAS_NUM_THREADS=1`` and ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``
-    (:func:`safe_xla_flags`) before anything loads made it rarer but did not remove it;
-    :func:`few_shot_isolated` runs in a fresh process and restarts a hung one.
+    Note: on CPU (jax 0.10.2) the ``"deep"`` program deadlocks under XLA's concurrency-optimized
+    scheduler; the package turns that scheduler off on import (see
+    :mod:`lowrank_theory._precision`), so import :mod:`lowrank_theory` before JAX starts.
 
     Returns:
         NumPy arrays: ``metric`` (seeds,), ``losses`` (seeds, steps), ``svals`` ``{path: (seeds,
@@ -341,57 +327,3 @@ def few_shot(
         for p, sv in out["svals"].items()
     }
     return out
-
-
-_CHILD = """
-import json, sys
-sys.path.insert(0, {root!r})
-from lowrank_theory import models
-a = json.loads(sys.argv[1])
-out = models.few_shot(models.get_task(a.pop("task")), a.pop("method"), a.pop("n"), a.pop("seeds"), **a)
-print(json.dumps({{"metric": out["metric"].tolist(),
-                  "ranks": {{p: v.tolist() for p, v in out["ranks"].items()}},
-                  "final_loss": out["losses"][:, -1].tolist()}}))
-"""
-
-
-def few_shot_isolated(
-    task: str, method: str, n: int, seeds, timeout: float = 180, retries: int = 3, **kw
-) -> dict:
-    """:func:`few_shot` in a fresh Python process with the safe thread settings.
-
-    Used by the claims, which run inside test and audit processes whose BLAS/XLA thread pools
-    were already started without the settings that avoid the CPU hang noted in
-    :func:`few_shot`; a child that does not finish within ``timeout`` seconds (the hang: a
-    normal run takes 5-30 s) is killed and started again, up to ``retries`` times. Returns
-    ``metric`` (seeds,), ``ranks`` ``{path: (seeds,)}`` and
-    ``final_loss`` as NumPy arrays; raises ``RuntimeError`` with the child's stderr on failure.
-    """
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    env["XLA_FLAGS"] = safe_xla_flags(env)
-    args = dict(kw, task=task, method=method, n=int(n), seeds=[int(x) for x in seeds])
-    cmd = [sys.executable, "-c", _CHILD.format(root=root), json.dumps(args)]
-    for attempt in range(retries + 1):
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-            break
-        except subprocess.TimeoutExpired:  # the intermittent hang: a fresh process succeeds
-            if attempt == retries:
-                raise RuntimeError(
-                    f"few_shot child process timed out {retries + 1} times ({timeout} s each)"
-                ) from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"few_shot child process failed:\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {
-        "metric": np.asarray(out["metric"]),
-        "ranks": {p: np.asarray(v, dtype=int) for p, v in out["ranks"].items()},
-        "final_loss": np.asarray(out["final_loss"]),
-    }

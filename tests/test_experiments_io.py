@@ -100,7 +100,10 @@ def _run_quick(script: Path, out: Path) -> dict:
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
 def test_every_figure_script_quick_smoke(script, tmp_path):
     """Every experiments/fig_*.py runs end to end with --quick and writes PNG + JSON record."""
-    _run_quick(script, tmp_path)
+    rec = _run_quick(script, tmp_path)
+    if script.stem == "fig_deep_lora":  # all four panels' data, panel (d) with its three variants
+        t = rec["result"]["tasks"][0]
+        assert set(t["ablation"]) == {f"teacher/ablation/{m}" for m in ("full", "deep", "narrow")}
 
 
 def test_lora_linear_quick_values(tmp_path):

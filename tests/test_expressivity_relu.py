@@ -226,9 +226,3 @@ def _run_script(name, tmp_path):
         capture_output=True,
         timeout=300,
     )
-
-
-def test_fig_lora_fnn_quick(tmp_path):
-    _run_script("fig_lora_fnn.py", tmp_path)
-    assert (tmp_path / "lora-fnn.png").stat().st_size > 0
-    assert (tmp_path / "lora-fnn.json").stat().st_size > 0

@@ -330,19 +330,6 @@ def test_numerical_rank_fig7():
 # a second run here would double their CI cost.
 
 
-def test_readme_section_doctest():
-    import doctest
-
-    text = (ROOT / "docs" / "readme" / "dmf.md").read_text()
-    blocks = [b.split("```", 1)[0] for b in text.split("```python")[1:]]
-    parser = doctest.DocTestParser()
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for i, b in enumerate(blocks):
-        test = parser.get_doctest(b, {}, f"dmf.md[{i}]", "dmf.md", 0)
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 0
-
-
 @pytest.mark.parametrize("modname", ["factorization", "compression"])
 def test_module_docstring_examples(modname):
     import doctest

@@ -1,9 +1,6 @@
 """Unit tests of lowrank_theory.linearization / lipschitz, figure smoke runs, README doctest."""
 
-import doctest
 import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -100,30 +97,3 @@ def test_bad_inputs():
         lt.regularized_finetune(MLP(), P, X, Y, lam=1.0, lr=0.0, steps=3)
     with pytest.raises(ValueError, match="two_layer"):
         two_layer_lipschitz(mlp_init(jax.random.key(0), (3, 4, 4, 1)), X, 1.0)
-
-
-@pytest.mark.parametrize("name", ["lin_lambda", pytest.param("lin_layers", marks=pytest.mark.slow)])
-def test_figure_scripts_quick(tmp_path, name):
-    cmd = [sys.executable, str(ROOT / "experiments" / f"fig_{name}.py"), "--quick"]
-    cmd += ["--out", str(tmp_path), "--no-cache"]
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True, timeout=300)
-    assert (tmp_path / f"{name.replace('_', '-')}.png").exists()
-
-
-@pytest.mark.slow
-def test_figure_condition_quick(tmp_path):
-    cmd = [sys.executable, str(ROOT / "experiments" / "fig_lin_condition.py"), "--quick"]
-    cmd += ["--out", str(tmp_path), "--no-cache"]
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True, timeout=600)
-
-
-def test_readme_section_doctest():
-    text = (ROOT / "docs" / "readme" / "linearization.md").read_text()
-    blocks = [b.split("```", 1)[0] for b in text.split("```python")[1:]]
-    parser = doctest.DocTestParser()
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for i, b in enumerate(blocks):
-        runner.run(parser.get_doctest(b, {}, f"readme[{i}]", None, 0))
-    assert runner.failures == 0

@@ -40,3 +40,40 @@ def test_module_doctests(modname):
     mod = importlib.import_module(modname)
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert res.failed == 0, f"{modname}: {res.failed} doctest failures"
+
+
+def _import_env(code: str, xla_flags: str | None) -> tuple[str, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    proc = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip(), proc.stderr
+
+
+_SHOW = "import os, lowrank_theory; print(os.environ['XLA_FLAGS'])"
+
+
+def test_import_turns_off_the_deadlocking_xla_scheduler():
+    """The CPU deadlock fix (see lowrank_theory._precision) is applied on import, keeps the
+    user's own flags and respects an explicit choice of the same flag."""
+    flag = "--xla_cpu_enable_concurrency_optimized_scheduler"
+    out, _ = _import_env(_SHOW, None)
+    assert out == f"{flag}=false"
+    out, _ = _import_env(_SHOW, "--xla_force_host_platform_device_count=2")
+    assert out == f"--xla_force_host_platform_device_count=2 {flag}=false"
+    out, _ = _import_env(_SHOW, f"{flag}=true")
+    assert out == f"{flag}=true"
+    # too late: the backend already started, so the user is told the setting did not apply
+    _, err = _import_env("import jax; jax.numpy.zeros(1); import lowrank_theory", None)
+    assert "could not take effect" in err

@@ -182,18 +182,3 @@ def test_finetune_first_layer_baselines():
     assert float(lora["loss"].min()) < 0.1 * base and float(full["loss"].min()) < 0.1 * base
     for zz in lora["z"]:
         assert np.linalg.matrix_rank(np.asarray(zz), tol=1e-9) <= 1
-
-
-def test_fig_lora_transfer_quick(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
-    env.pop("FULL", None)
-    script = root / "experiments" / "fig_lora_transfer.py"
-    cmd = [sys.executable, str(script), "--quick", "--out", str(tmp_path), "--no-cache"]
-    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)
-    assert (tmp_path / "lora-transfer.png").stat().st_size > 0

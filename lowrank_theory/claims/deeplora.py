@@ -52,9 +52,8 @@ def _seeds(p: dict[str, Any]) -> list[int]:
 
 
 def _run(p: dict[str, Any], method: str, r: int) -> dict:
-    # in a fresh process: see models.few_shot_isolated (CPU thread-pool hang workaround)
-    return models.few_shot_isolated(
-        p["task"],
+    return models.few_shot(
+        models.get_task(p["task"]),
         method,
         p["n"],
         _seeds(p),
