@@ -8,8 +8,8 @@ any array. Import :mod:`lowrank_theory` before building JAX arrays of your own, 
 **XLA CPU scheduler.** With jax/jaxlib 0.10.2 on CPU, XLA's *concurrency-optimized* HLO
 scheduler (on by default) lets a vmapped program that contains several independent LAPACK
 custom calls (the batched QR/SVD of Deep LoRA's compression) deadlock: every runtime thread
-waits and the result never arrives (measured: 7 of 8 fresh processes hung within 20 repeated
-few-shot calls; with the scheduler off, 0 of 10 processes x 30 calls). The package therefore
+waits and the result never arrives (measured: 3 of 4 fresh processes hung within 20 repeated
+few-shot calls; with the scheduler off, 0 of 16 processes x 30 calls). The package therefore
 appends ``--xla_cpu_enable_concurrency_optimized_scheduler=false`` to ``XLA_FLAGS`` on import,
 unless the variable already sets that flag either way. XLA reads the variable when the backend
 starts (the first array), so import :mod:`lowrank_theory` first; if a backend was already
