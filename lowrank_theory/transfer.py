@@ -295,16 +295,26 @@ def shift_from_rowspace(
 ) -> Float[Array, "k1 D"]:
     r"""The seed's estimate of $Z$: $\arg\min_{\operatorname{rank}Z\le k}\|M_1(VV^\top-I)+Z(VV^\top-I)\|_F$.
 
-    Solved by :func:`reduced_rank_fit` with $Y=M_1(VV^\top-I)$, $X=I-VV^\top$; equals
-    $\mathrm{LR}_k(-M_1(I-VV^\top))(I-VV^\top)$.
+    This is :func:`reduced_rank_fit` with $Y=M_1(VV^\top-I)$, $X=I-VV^\top$; since $X$ is an
+    orthogonal projector, $X^+=X^+X=X$ and the minimiser is
+    $\mathrm{LR}_k(-M_1(I-VV^\top))(I-VV^\top)$, computed so, with no numerical-rank decision
+    on $X$ (the computed projector's zero singular values are a few $\varepsilon$, which a
+    pseudo-inverse with the default $\max(m,n)\,\varepsilon$ cut-off can mistake for rank:
+    $D=4$, $k_1=3$ gave $\sigma_2(X)=1.04\cdot10^{-15}>4\varepsilon$ and an error of 0.013).
     """
     m1a = as_matrix(m1, "M1")
     va = as_matrix(v, "V")
     if va.shape[0] != m1a.shape[1]:
         raise ValueError(f"V must have D = {m1a.shape[1]} rows, got {va.shape}")
-    p = va @ va.T
-    eye = jnp.eye(p.shape[0])
-    return reduced_rank_fit(m1a @ (p - eye), eye - p, k)
+    k = check_int(k, "k (rank of Z)", lo=0)
+    off = float(jnp.max(jnp.abs(va.T @ va - jnp.eye(va.shape[1]))))
+    if off > 1e-8:
+        raise ValueError(
+            f"V must have orthonormal columns (a basis of the row space, e.g. from an SVD); "
+            f"max |V^T V - I| = {off:.2e}"
+        )
+    x = jnp.eye(va.shape[0]) - va @ va.T
+    return low_rank_approx(-m1a @ x, k) @ x
 
 
 def transfer_forward(

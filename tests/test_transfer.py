@@ -182,3 +182,26 @@ def test_finetune_first_layer_baselines():
     assert float(lora["loss"].min()) < 0.1 * base and float(full["loss"].min()) < 0.1 * base
     for zz in lora["z"]:
         assert np.linalg.matrix_rank(np.asarray(zz), tol=1e-9) <= 1
+
+
+def test_shift_from_rowspace_needs_no_rank_decision_on_the_projector():
+    """Regression (audit, seed 20000): the computed projector I - VV^T had sigma_2 = 1.04e-15 >
+    4 eps, so a default-cut-off pseudo-inverse treated it as rank 2 and missed Z(I - VV^T) by
+    0.013; the projector identity X^+ = X gives the minimiser to rounding."""
+    import jax.numpy as jnp
+    import numpy as np
+    import pytest
+
+    from lowrank_theory.claims import get
+    from lowrank_theory.transfer import shift_from_rowspace
+
+    claim = get("lora.transfer.closed_form[identifies-Z][corrected]")
+    p = {"D": 4, "k1": 3, "k": 1, "regime": "seed", "spectrum": "decaying", "seed": 20000}
+    assert claim.run(p).holds
+    inst = claim.build(p)
+    v = np.linalg.svd(np.asarray(inst["w1"]), full_matrices=False)[2].T
+    zs = shift_from_rowspace(inst["m1"], v, 1)
+    want = np.asarray(inst["z"]) @ (np.eye(4) - v @ v.T)
+    np.testing.assert_allclose(np.asarray(zs), want, atol=1e-14)
+    with pytest.raises(ValueError, match="orthonormal"):
+        shift_from_rowspace(inst["m1"], 2.0 * jnp.asarray(v), 1)
