@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="replace the table between <!-- audit:start --> and <!-- audit:end -->",
     )
+    a.add_argument(
+        "--from-json",
+        default=None,
+        metavar="PATH",
+        help="do not run: print (and with --update-readme write) a report saved with --json",
+    )
     ls = sub.add_parser("list", help="list registered claims")
     ls.add_argument("--claims", default="")
     args = parser.parse_args(argv)
@@ -32,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.examples < 1:
         parser.error("--examples must be at least 1")
-    reports = audit.run_audit(args.claims, args.examples, args.seed, progress=not args.quiet)
+    if args.from_json:
+        reports, meta = audit.load_json(args.from_json)
+        reports = [r for r in reports if r.id.startswith(args.claims)]
+        args.examples = meta.get("config", {}).get("examples", args.examples)
+        args.seed = meta.get("seed", args.seed)
+        args.json = None
+    else:
+        reports = audit.run_audit(args.claims, args.examples, args.seed, progress=not args.quiet)
     print()
     print(audit.format_table(reports))
     ce = audit.format_counterexamples(reports)

@@ -209,6 +209,14 @@ def write_json(reports: list[ClaimReport], path: str | Path, meta: dict[str, Any
     atomic_write_text(Path(path), json.dumps(rows, indent=1))
 
 
+def load_json(path: str | Path) -> tuple[list[ClaimReport], dict[str, Any]]:
+    """Reads a report written by :func:`write_json`: the claim reports and the run's ``meta``."""
+    rows = json.loads(Path(path).read_text())
+    names = set(ClaimReport.__dataclass_fields__)
+    reports = [ClaimReport(**{k: v for k, v in row.items() if k in names}) for row in rows]
+    return reports, (rows[0].get("meta", {}) if rows else {})
+
+
 def update_readme(reports: list[ClaimReport], path: str | Path, examples: int, seed: int) -> None:
     """Replaces the block between ``<!-- audit:start -->`` and ``<!-- audit:end -->``."""
     from .experiments_io import atomic_write_text
