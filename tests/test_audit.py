@@ -108,12 +108,12 @@ def test_cli_audit_writes_the_documented_json(tmp_path):
 
     # the saved report renders the README table without re-running any claim
     readme = tmp_path / "README.md"
-    readme.write_text("top\n<!-- audit:start -->\nold\n<!-- audit:end -->\nbottom\n")
+    readme.write_text("top\n<!-- audit:start -->\nSTALE-TABLE\n<!-- audit:end -->\nbottom\n")
     from lowrank_theory.__main__ import main
 
     assert main(["audit", "--from-json", str(out), "--update-readme", str(readme)]) == 0
     text = readme.read_text()
-    assert "old" not in text and text.startswith("top") and text.endswith("bottom\n")
+    assert "STALE-TABLE" not in text and text.startswith("top") and text.endswith("bottom\n")
     assert "--examples 5 --seed 0" in text and "| `lora.lemma1.exact` |" in text
 
 
