@@ -167,6 +167,11 @@ def _check_orthogonal_init(ws, rtol: float = 1e3) -> tuple[float, ...]:
     return tuple(eps)
 
 
+#: largest sigma_1/sigma_k of the kept block for which the eigh route is used (its subspace error
+#: grows as cond^2 * eps: <= 1e4 * eps here); beyond it subspaces_from_gradient takes the SVD
+_EIGH_MAX_COND = 100.0
+
+
 @jax.jit
 def _right_singular_pairs(m):
     r"""All right singular vectors of a tall $M$ and its singular values, decreasing.
@@ -240,6 +245,12 @@ def subspaces_from_gradient(
     v1, s = _right_singular_pairs(m_stack)  # v1 is d x d: all of V
     s = np.asarray(s)
     k, gap, decided = _decide_split(s, width, min_gap)
+    if k > 0 and s[0] > _EIGH_MAX_COND * s[k - 1]:
+        # the kept block is ill-conditioned: eigh(M^T M) would lose accuracy as cond^2, so take
+        # the thin SVD of M (same ordering and meaning) and decide again on its values
+        _, s_svd, vt = jnp.linalg.svd(m_stack, full_matrices=False)
+        v1, s = vt.T, np.asarray(s_svd)
+        k, gap, decided = _decide_split(s, width, min_gap)
     # columns ordered by decreasing singular value: the first k span S^perp
     us, vs = [], []
     v = v1

@@ -185,6 +185,24 @@ def test_invariant_subspaces_methods_agree_and_report_gap():
         np.testing.assert_allclose(ex.v[l + 1], ex.u[l], atol=1e-15)
 
 
+@pytest.mark.parametrize("top", [[1.0, 0.7], [1.0, 1e-4]], ids=["well-conditioned", "cond-1e4"])
+def test_gradient_subspaces_match_the_thin_svd(top):
+    """The eigh(M^T M) route of subspaces_from_gradient gives the thin SVD's subspace and values
+    to rounding; an ill-conditioned kept block (sigma_1/sigma_k > 100) takes the SVD itself."""
+    from lowrank_theory.compression import subspaces_from_gradient
+
+    d, eps = 40, 1e-2
+    ws = orthogonal_init(jax.random.key(3), d, 3, eps)
+    g = random_with_spectrum(jax.random.key(4), d, d, np.array(top))
+    sub = subspaces_from_gradient(ws, g)
+    m = jnp.concatenate([g, g.T @ ws[0] / eps], axis=0)
+    _, s, vt = np.linalg.svd(np.asarray(m), full_matrices=False)
+    k = sub.width
+    assert k == 4 and sub.decided == "largest-gap"
+    assert float(principal_angles(sub.v[0][:, :k], vt[:k].T).max()) < 1e3 * EPS
+    np.testing.assert_allclose(sub.singular_values[:k], s[:k], rtol=1e3 * EPS)
+
+
 def test_invariant_subspaces_errors():
     ws, phi = _problem(d=8, depth=2)
     with pytest.raises(ValueError, match=r"m = d - 2r > 0"):
