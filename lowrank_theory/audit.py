@@ -213,7 +213,13 @@ def load_json(path: str | Path) -> tuple[list[ClaimReport], dict[str, Any]]:
     """Reads a report written by :func:`write_json`: the claim reports and the run's ``meta``."""
     rows = json.loads(Path(path).read_text())
     names = set(ClaimReport.__dataclass_fields__)
-    reports = [ClaimReport(**{k: v for k, v in row.items() if k in names}) for row in rows]
+    reports = []
+    for row in rows:
+        kw = {k: v for k, v in row.items() if k in names}
+        for k in ("max_tightness", "elapsed_s"):  # non-finite floats are stored as "inf"/"nan"
+            if isinstance(kw.get(k), str):
+                kw[k] = float(kw[k])
+        reports.append(ClaimReport(**kw))
     return reports, (rows[0].get("meta", {}) if rows else {})
 
 

@@ -1,6 +1,7 @@
 """The audit: statuses, counts, shrinking, JSON schema and the command line."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -122,3 +123,13 @@ def test_get_unknown_claim_lists_known():
         get("nope")
     except KeyError as e:
         assert "lora.lemma1.exact" in str(e)
+
+
+def test_load_json_restores_non_finite_tightness(tmp_path):
+    from lowrank_theory.audit import ClaimReport, format_table, load_json, write_json
+
+    rep = ClaimReport("x.y", "src", "holds", "empirical", 3, 0, math.inf, None, None, 1.0)
+    write_json([rep], tmp_path / "r.json", {"seed": 0})
+    (back,), meta = load_json(tmp_path / "r.json")
+    assert back.max_tightness == math.inf and meta == {"seed": 0}
+    assert "| inf | empirical |" in format_table([back])
