@@ -186,7 +186,7 @@ def test_invariant_subspaces_methods_agree_and_report_gap():
 
 
 @pytest.mark.parametrize("top", [[1.0, 0.7], [1.0, 1e-4]], ids=["well-conditioned", "cond-1e4"])
-def test_gradient_subspaces_match_the_thin_svd(top):
+def test_gradient_subspaces_match_the_thin_svd(top, monkeypatch):
     """The eigh(M^T M) route of subspaces_from_gradient gives the thin SVD's subspace and values
     to rounding; an ill-conditioned kept block (sigma_1/sigma_k > 100) takes the SVD itself."""
     from lowrank_theory.compression import subspaces_from_gradient
@@ -194,7 +194,13 @@ def test_gradient_subspaces_match_the_thin_svd(top):
     d, eps = 40, 1e-2
     ws = orthogonal_init(jax.random.key(3), d, 3, eps)
     g = random_with_spectrum(jax.random.key(4), d, d, np.array(top))
+    svd_calls = []
+    real_svd = jnp.linalg.svd
+    monkeypatch.setattr(jnp.linalg, "svd", lambda *a, **k: svd_calls.append(1) or real_svd(*a, **k))
     sub = subspaces_from_gradient(ws, g)
+    monkeypatch.undo()
+    # which route ran: eigh alone when well conditioned, the SVD fallback otherwise
+    assert bool(svd_calls) == (top[1] < 1e-2)
     m = jnp.concatenate([g, g.T @ ws[0] / eps], axis=0)
     _, s, vt = np.linalg.svd(np.asarray(m), full_matrices=False)
     k = sub.width
