@@ -11,7 +11,8 @@ The public API is re-exported here explicitly; submodules hold the details:
   networks (Lemma 9, Theorem 5) and the Stein transfer estimator (seed 000).
 * :mod:`lowrank_theory.factorization`, :mod:`lowrank_theory.compression`,
   :mod:`lowrank_theory.completion`: deep matrix factorization/completion, invariant subspaces,
-  compression (seed 004).
+  compression (seed 004); the masked residual products of completion GD run on the observed
+  entries by a native CPU kernel when one can be built (:func:`native_status`).
 * :mod:`lowrank_theory.claims`, :mod:`lowrank_theory.audit`: the claim registry and the audit.
 * :mod:`lowrank_theory.experiments_io`, :mod:`lowrank_theory.plotting`: figure pipeline.
 """
@@ -79,6 +80,10 @@ from .compression import (
     subspaces_from_gradient as subspaces_from_gradient,
 )
 from .completion import completion_instance as completion_instance, run_gd_batch as run_gd_batch
+from ._native import (
+    masked_lowrank_products as masked_lowrank_products,
+    native_status as native_status,
+)
 from .factorization import (
     end_to_end as end_to_end,
     nonlinear_gradient as nonlinear_gradient,

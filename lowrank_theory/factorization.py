@@ -47,6 +47,7 @@ import numpy as np
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
+from . import _native
 from ._precision import DTYPE, EPS
 from ._validation import as_matrix, check_int
 
@@ -190,21 +191,39 @@ def lr_from_mean_loss(lr_mean: float, d_rows: int, d_cols: int | None = None) ->
 # one GD step (explicit reverse mode: 3(L-1) matrix products)
 # ----------------------------------------------------------------------------------------------
 def _grads(weights, target, mask):
-    """Loss and gradients of ½‖Ω⊙(W_{L:1} − Φ)‖² by prefix products and back-propagation."""
+    r"""Loss and gradients of ½‖Ω⊙(W_{L:1} − Φ)‖² by prefix products and back-propagation.
+
+    With a mask and a thin last factor ($W_L$ of width $k\le 32$, e.g. the compressed
+    factorization (11)), the residual enters only through $\ell$, $E\,W_{L-1:1}^\top$ and
+    $W_L^\top E$: :func:`~lowrank_theory._native.masked_lowrank_products` computes them on the
+    observed entries (native CPU kernel) or densely, with the same result to rounding.
+    """
+    n = len(weights)
     prefix = [None]  # prefix[l] = W_{l:1} (None = identity)
     p = weights[0]
     prefix.append(p)
-    for w in weights[1:]:
+    thin = (
+        mask is not None
+        and n >= 2
+        and min(weights[-1].shape) <= _native.MAX_WIDTH
+        and weights[-1].shape[1] < weights[-1].shape[0]
+        and _native.native_applies(weights[-1].shape, weights[-1].dtype)
+    )
+    for w in weights[1 : n - 1 if thin else n]:
         p = w @ p
         prefix.append(p)
-    e = p - target
-    if mask is not None:
-        e = jnp.where(mask, e, 0.0)
-    loss = 0.5 * jnp.sum(e * e)
-    n = len(weights)
     grads = [None] * n
-    b = e  # b = W_{L:l+1}^T E
-    for l in range(n - 1, -1, -1):
+    if thin:
+        loss, grads[n - 1], b = _native.masked_lowrank_products(weights[-1], p, mask, target)
+        top = n - 2
+    else:
+        e = p - target
+        if mask is not None:
+            e = jnp.where(mask, e, 0.0)
+        loss = 0.5 * jnp.sum(e * e)
+        b = e  # b = W_{L:l+1}^T E
+        top = n - 1
+    for l in range(top, -1, -1):
         pre = prefix[l]
         grads[l] = b if pre is None else b @ pre.T
         if l > 0:
