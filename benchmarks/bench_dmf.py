@@ -16,6 +16,7 @@ from _timing import entry, time_fn
 from bench_linalg import gemm_gflops, memory_bandwidth_gbs
 
 import lowrank_theory as lt
+from lowrank_theory import _native
 from lowrank_theory.factorization import gd_step
 from lowrank_theory.linalg import random_with_spectrum
 
@@ -131,8 +132,15 @@ def _completion_run(d, gamma, frac=0.2, r=5, max_steps=24000, full=False):
     return int(n), time.perf_counter() - t0, setup, float(rec)
 
 
-def _masked_step_time(d, gamma, frac=0.2, r=5, full=False, n=100):
-    """Seconds per GD step (mean over an n-step fori_loop, min over repeats)."""
+def _masked_step_time(d, gamma, frac=0.2, r=5, full=False, n=100, dense=False):
+    """Seconds per GD step (mean over an n-step fori_loop, min over repeats).
+
+    ``dense``: the compressed step on the dense formulation of the masked residual products
+    (``_native.dense_only``) instead of what GD uses by default (the native kernel on CPU).
+    """
+    if dense:
+        with _native.dense_only():
+            return _masked_step_time(d, gamma, frac, r, full, n)
     _, mask, target, ws, lr = _instance(d, frac, r)
     if full:
         lrs = jnp.full((DEPTH,), lr)
@@ -258,48 +266,81 @@ def run() -> list[dict]:
     # --- completion: roofline of the compressed step, d = 1000, 20%, width 10 ----------------
     d = 1000
     k = 10
+    native = lt.native_status()["available"]
     # interleaved windows (step, baselines, step, baselines): the machine's speed drifts
     t_c = _masked_step_time(d, 0.01)
+    t_dense = _masked_step_time(d, 0.01, dense=True)
     bw_d = memory_bandwidth_gbs(d)  # the step's arrays (8 MB) are cache-sized: same-size baseline
     gemm = max(gemm, gemm_gflops())
     t_c = min(t_c, _masked_step_time(d, 0.01))
+    t_dense = min(t_dense, _masked_step_time(d, 0.01, dense=True))
     bw_d = max(bw_d, memory_bandwidth_gbs(d))
     parts = _masked_step_parts(d, k)
-    flop_c = 3 * 2 * d * d * k + 2 * (2 * DEPTH + 1) * d * k * k
-    bytes_c = 6 * 8 * d * d + d * d  # F write, F/Phi read, E write, E read twice; bool mask
-    t_flop = flop_c / (gemm * 1e9)
-    t_pass = bytes_c / (bw_d * 1e9)
-    t_model = t_flop + t_pass  # the issue's model: GEMM flop time plus pass time
-    t_overlap = max(t_flop, t_pass)  # perfect overlap of the two: a stricter bound
-    t_dram = t_flop + bytes_c / (bw * 1e9)  # passes at the 4096^2 (DRAM) bandwidth
+    nnz = int(_instance(d)[1].sum())
+    # the issue's model, flop time at the GEMM rate + pass time at the bandwidth, for each
+    # formulation of the step. Both have the small chain: 9 products of 2 d k^2 flops
+    # (3 prefix products W_l...V^T, 3 gradient products, 3 back-propagations).
+    flop_small = 9 * 2 * d * k * k
+    # native: 3 length-k operations per observed entry (dot, two axpys); it reads the mask
+    # (1 byte per entry) and the observed target entries (20% of entries but ~83% of the
+    # 64-byte lines of the 8 MB target: counted as one full pass)
+    flop_n = 3 * 2 * k * nnz + flop_small
+    bytes_n = d * d + 8 * d * d
+    # dense: 3 d x d x k GEMMs; 6 float64 d x d passes (write F, read F and Phi, write E,
+    # read E twice) and the 1-byte mask
+    flop_x = 3 * 2 * d * d * k + flop_small
+    bytes_x = 6 * 8 * d * d + d * d
+
+    def model(flop, nbytes):
+        return flop / (gemm * 1e9) + nbytes / (bw_d * 1e9)
+
+    t_model_n, t_model_x = model(flop_n, bytes_n), model(flop_x, bytes_x)
+    t_model = t_model_n if native else t_model_x
+    t_dram = flop_x / (gemm * 1e9) + bytes_x / (bw * 1e9)  # dense passes at the DRAM rate
     t_gather = _gather_step_time()
     gemm_part = 2 * d * d * k / (gemm * 1e9)
     eff = {name: gemm_part / parts[name] for name in ("F=U P", "E P^T", "U^T E")}
+    how = (
+        "native CPU kernel on the observed entries (lowrank_theory._native)"
+        if native
+        else "dense formulation (the native kernel is unavailable here: "
+        + lt.native_status()["reason"]
+        + ")"
+    )
     rows.append(entry(
         "dmc.compressed_step_roofline_fraction", t_model / t_c, "fraction", target=0.6,
         better="higher",
-        notes=f"compressed completion step (11), d=1000, 20% observed, width 10, dense masked "
-        f"formulation (the (L+2)-layer chain V^T, W~_1..W~_3, U): measured {t_c * 1e3:.2f} ms "
-        f"(best of two interleaved windows); model (the issue's) = {flop_c / 1e6:.0f} MFLOP at "
-        f"the GEMM rate {gemm:.0f} GFLOP/s ({t_flop * 1e3:.2f} ms) + {bytes_c / 1e6:.0f} MB "
-        f"(6 float64 d x d passes: write F, read F and Phi, write E, read E twice; 1-byte mask) "
-        f"at {bw_d:.0f} GB/s ({t_pass * 1e3:.2f} ms) = {t_model * 1e3:.2f} ms; the bandwidth is "
-        f"that of a 1000 x 1000 float64 x + 1 (the step's array size: its 8 MB arrays stay in "
-        f"the 32 MB L3), differential in-place timing; compile excluded. Stricter, perfect "
-        f"overlap max(flop, pass) = {t_overlap * 1e3:.2f} ms: fraction {t_overlap / t_c:.2f}. "
-        f"With the 4096^2 (DRAM) bandwidth {bw:.0f} GB/s the model is {t_dram * 1e3:.2f} ms "
-        f"(fraction {t_dram / t_c:.2f}; > 1 means it is not a limit here). Where the time goes "
-        f"(each piece alone in a 50-step loop, this run): F = U P {parts['F=U P'] * 1e3:.2f} ms "
-        f"({eff['F=U P']:.0%} of the GEMM rate), select pass {parts['select'] * 1e3:.2f} ms, "
-        f"E P^T {parts['E P^T'] * 1e3:.2f} ms ({eff['E P^T']:.0%}), U^T E "
-        f"{parts['U^T E'] * 1e3:.2f} ms ({eff['U^T E']:.0%}): the gap is XLA's (Eigen's) "
-        f"thin-GEMM efficiency, lowest in the transposed orientation. The step is 3 d x d x k "
-        f"GEMMs + one fused select pass (checked in the optimized HLO); measured alternatives in "
-        f"development (no gain beyond noise): row-blocked residual (2-20 blocks), transposed GEMM "
-        f"orientations, a materialised E^T, XLA CPU options (oneDNN, XNNPACK, fast math, "
-        f"512-bit vectors, concurrency scheduler). Observed-entries formulation (gather rows of "
-        f"UA and V, scatter-add gradients, autodiff) in this run: {t_gather * 1e3:.2f} ms, so "
-        f"the dense one is used",
+        notes=f"compressed completion step (11), d=1000, 20% observed ({nnz} entries), width "
+        f"10, the (L+2)-layer chain V^T, W~_1..W~_3, U, masked residual products by the {how}: "
+        f"measured {t_c * 1e3:.3f} ms per step (best of two interleaved windows, compile "
+        f"excluded). Model (the issue's: matrix-multiply flops at the GEMM rate {gemm:.0f} "
+        f"GFLOP/s plus d x d passes at {bw_d:.0f} GB/s, the bandwidth of a 1000 x 1000 float64 "
+        f"x + 1, the step's array size, by differential in-place timing) for the step as run: "
+        f"{flop_n / 1e6:.1f} MFLOP (6k per observed entry + the small chain) + {bytes_n / 1e6:.0f}"
+        f" MB (mask, observed target entries) = {t_model_n * 1e3:.3f} ms. The same step on the "
+        f"dense formulation (3 d x d x k GEMMs + one fused select pass, checked in the optimized "
+        f"HLO): {t_dense * 1e3:.3f} ms = {t_dense / t_c:.2f}x the time, against its model "
+        f"{flop_x / 1e6:.0f} MFLOP + {bytes_x / 1e6:.0f} MB (write F, read F and Phi, write E, "
+        f"read E twice, mask) = {t_model_x * 1e3:.3f} ms: fraction {t_model_x / t_dense:.2f} "
+        f"(stricter, perfect overlap max(flop, pass): {max(flop_x / gemm / 1e9, bytes_x / bw_d / 1e9) / t_dense:.2f}; "
+        f"with the 4096^2 DRAM bandwidth {bw:.0f} GB/s: {t_dram * 1e3:.2f} ms, "
+        f"fraction {t_dram / t_dense:.2f}, > 1 = not a limit here). So the native step runs "
+        f"{t_model_x / t_c:.2f}x faster than the dense formulation's model allows, but does "
+        f"not reach the GEMM rate on its own sparse work: each observed entry is a length-10 "
+        f"gather-dot-scatter, not a matrix multiply. Where the dense time goes (each piece "
+        f"alone, this run): F = U P {parts['F=U P'] * 1e3:.2f} ms ({eff['F=U P']:.0%} of the "
+        f"GEMM rate), select {parts['select'] * 1e3:.2f} ms, E P^T {parts['E P^T'] * 1e3:.2f} "
+        f"ms ({eff['E P^T']:.0%}), U^T E {parts['U^T E'] * 1e3:.2f} ms ({eff['U^T E']:.0%}). "
+        f"Tried without gain on the dense formulation: row blocks, GEMM orientations, a "
+        f"materialised E^T, XLA CPU options (oneDNN, XNNPACK, fast math, 512-bit vectors, the "
+        f"concurrency scheduler). XLA gather/scatter on the observed entries (autodiff): "
+        f"{t_gather * 1e3:.2f} ms",
+    ))  # fmt: skip
+    rows.append(entry(
+        "dmc.compressed_step_dense_over_native", t_dense / t_c, "ratio", better="higher",
+        notes=f"the compressed completion step (d=1000, 20%, width 10) on the dense formulation "
+        f"({t_dense * 1e3:.3f} ms) over the step GD uses ({t_c * 1e3:.3f} ms, {how}); same "
+        f"numbers to rounding (tests/test_native.py)",
     ))  # fmt: skip
     _log("completion: seconds")
     # --- completion: seconds to recovery 1e-12 (Fig. 5 configuration) -------------------------

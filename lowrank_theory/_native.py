@@ -34,6 +34,7 @@ under :func:`jax.vmap` it runs the batch sequentially.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -48,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["masked_lowrank_products", "native_status"]
+__all__ = ["dense_only", "masked_lowrank_products", "native_status"]
 
 _TARGET = "lowrank_theory_masked_lowrank"
 _SOURCE = Path(__file__).resolve().parent / "_native" / "masked_lowrank.cc"
@@ -176,10 +177,32 @@ def _native(u, p, mask, target):
     return loss, g, h
 
 
+_DENSE_ONLY = [False]
+
+
+@contextlib.contextmanager
+def dense_only():
+    """Within this context, ``"auto"`` traces the dense formulation (for comparisons).
+
+    It acts when a function is traced: functions jit-compiled before keep what they compiled.
+    """
+    old = _DENSE_ONLY[0]
+    _DENSE_ONLY[0] = True
+    try:
+        yield
+    finally:
+        _DENSE_ONLY[0] = old
+
+
 def native_applies(u_shape, dtype) -> bool:
     """Whether ``"auto"`` would use the native kernel for an outer factor of this shape."""
     k = int(u_shape[-1])
-    return jnp.dtype(dtype) == jnp.float64 and 1 <= k <= MAX_WIDTH and _load()[0]
+    return (
+        not _DENSE_ONLY[0]
+        and jnp.dtype(dtype) == jnp.float64
+        and 1 <= k <= MAX_WIDTH
+        and _load()[0]
+    )
 
 
 def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto"):

@@ -119,6 +119,9 @@ def test_compressed_completion_gd_matches_the_dense_step():
     chain = (comp.v.T, *comp.weights, comp.u)
     hlo = jax.jit(lambda w: gd_step(w, target, mask, [1.0] * 5, [0.0] * 5)).lower(chain)
     assert "lowrank_theory_masked_lowrank" in hlo.as_text()
+    with _native.dense_only():  # the comparison switch: traces the dense formulation
+        hlo = jax.jit(lambda w: gd_step(w, target, mask, [1.0] * 5, [0.0] * 5)).lower(chain)
+    assert "lowrank_theory_masked_lowrank" not in hlo.as_text()
     # one step: gradients equal autodiff of the dense loss
     _, grads = jax.jit(lambda w: _grads(w, target, mask))(chain)
     _close(grads, _dense_grads(chain, target, mask), rtol=1e-11)

@@ -41,65 +41,74 @@ struct ByteTable {  // for each 8-bit pattern: its set bit positions, and how ma
 };
 const ByteTable kTable;
 
-// Observed columns of one mask row (bytes 0/1) into js (capacity n + 8), branch-free.
-inline int64_t row_indices(const uint8_t* __restrict__ mrow, int64_t n, int32_t* __restrict__ js) {
-  int64_t c = 0, j0 = 0;
-  for (; j0 + 8 <= n; j0 += 8) {
+// Observed columns j0 <= j < j1 of one mask row (bytes 0/1) into js (capacity j1 - j0 + 8),
+// branch-free (a data-dependent branch per observed entry cost more than the arithmetic).
+inline int64_t row_indices(const uint8_t* __restrict__ mrow, int64_t j0, int64_t j1,
+                           int32_t* __restrict__ js) {
+  int64_t c = 0, j = j0;
+  for (; j + 8 <= j1; j += 8) {
     uint64_t w;
-    std::memcpy(&w, mrow + j0, 8);
+    std::memcpy(&w, mrow + j, 8);
     // byte s (0 or 1) -> bit s
     const unsigned b = static_cast<unsigned>(((w & 0x0101010101010101ULL) * 0x0102040810204080ULL) >> 56);
     const uint8_t* p = kTable.pos[b];
-    for (int s = 0; s < 8; ++s) js[c + s] = static_cast<int32_t>(j0 + p[s]);
+    for (int s = 0; s < 8; ++s) js[c + s] = static_cast<int32_t>(j + p[s]);
     c += kTable.cnt[b];
   }
-  for (; j0 < n; ++j0) {
-    js[c] = static_cast<int32_t>(j0);
-    c += mrow[j0] != 0;
+  for (; j < j1; ++j) {
+    js[c] = static_cast<int32_t>(j);
+    c += mrow[j] != 0;
   }
   return c;
 }
 
-// Rows [r0, r1). PT: n x 4NV (P^T zero-padded), HT: n x 4NV accumulator. Returns sum e^2.
+constexpr int64_t kColumnBlock = 256;  // P^T and H^T blocks of 256 x 4NV doubles stay in L1/L2
+
+// Rows [r0, r1). PT: n x 4NV (P^T zero-padded), HT: n x 4NV accumulator, gacc: (r1 - r0) x 4NV
+// zeroed scratch. Writes G rows r0..r1 (m x k). Returns sum e^2.
 template <int NV>
 double rows(int64_t r0, int64_t r1, int64_t n, int64_t k, const double* __restrict__ U,
             const double* __restrict__ PT, const uint8_t* __restrict__ M,
             const double* __restrict__ T, double* __restrict__ G, double* __restrict__ HT,
-            int32_t* __restrict__ js) {
+            int32_t* __restrict__ js, double* __restrict__ gacc) {
   constexpr int KP = 4 * NV;
   double loss = 0.0;
-  for (int64_t i = r0; i < r1; ++i) {
-    double ub[KP] = {};
-    for (int64_t a = 0; a < k; ++a) ub[a] = U[i * k + a];
-    v4 u[NV], g[NV];
-    for (int q = 0; q < NV; ++q) {
-      u[q] = ld4(ub + 4 * q);
-      g[q] = v4{};
-    }
-    const double* trow = T + i * n;
-    const int64_t c = row_indices(M + i * n, n, js);
-    for (int64_t s = 0; s < c; ++s) {
-      const int64_t j = js[s];
-      const double* p = PT + j * KP;
-      v4 f = u[0] * ld4(p);
-      for (int q = 1; q < NV; ++q) f += u[q] * ld4(p + 4 * q);
-      const double e = hsum(f) - trow[j];
-      loss += e * e;
-      double* h = HT + j * KP;
+  for (int64_t c0 = 0; c0 < n; c0 += kColumnBlock) {
+    const int64_t c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
+    for (int64_t i = r0; i < r1; ++i) {
+      double ub[KP] = {};
+      for (int64_t a = 0; a < k; ++a) ub[a] = U[i * k + a];
+      double* gi = gacc + (i - r0) * KP;
+      v4 u[NV], g[NV];
       for (int q = 0; q < NV; ++q) {
-        g[q] += e * ld4(p + 4 * q);
-        st4(h + 4 * q, ld4(h + 4 * q) + e * u[q]);
+        u[q] = ld4(ub + 4 * q);
+        g[q] = ld4(gi + 4 * q);
       }
+      const double* trow = T + i * n;
+      const int64_t c = row_indices(M + i * n, c0, c1, js);
+      for (int64_t s = 0; s < c; ++s) {
+        const int64_t j = js[s];
+        const double* p = PT + j * KP;
+        v4 f = u[0] * ld4(p);
+        for (int q = 1; q < NV; ++q) f += u[q] * ld4(p + 4 * q);
+        const double e = hsum(f) - trow[j];
+        loss += e * e;
+        double* h = HT + j * KP;
+        for (int q = 0; q < NV; ++q) {
+          g[q] += e * ld4(p + 4 * q);
+          st4(h + 4 * q, ld4(h + 4 * q) + e * u[q]);
+        }
+      }
+      for (int q = 0; q < NV; ++q) st4(gi + 4 * q, g[q]);
     }
-    double gb[KP];
-    for (int q = 0; q < NV; ++q) st4(gb + 4 * q, g[q]);
-    for (int64_t a = 0; a < k; ++a) G[i * k + a] = gb[a];
   }
+  for (int64_t i = r0; i < r1; ++i)
+    for (int64_t a = 0; a < k; ++a) G[i * k + a] = gacc[(i - r0) * KP + a];
   return loss;
 }
 
 using RowsFn = double (*)(int64_t, int64_t, int64_t, int64_t, const double*, const double*,
-                          const uint8_t*, const double*, double*, double*, int32_t*);
+                          const uint8_t*, const double*, double*, double*, int32_t*, double*);
 constexpr RowsFn kRows[9] = {nullptr, rows<1>, rows<2>, rows<3>, rows<4>,
                              rows<5>, rows<6>, rows<7>, rows<8>};
 
@@ -124,12 +133,15 @@ ffi::Error Impl(ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi::F64> p, ffi::Buffer<ff
   int64_t nt = threads < 1 ? 1 : threads;
   if (nt > m / 64) nt = m / 64 < 1 ? 1 : m / 64;  // a thread per >= 64 rows
   std::vector<std::vector<double>> ht(nt, std::vector<double>(static_cast<size_t>(n) * kp, 0.0));
-  std::vector<std::vector<int32_t>> js(nt, std::vector<int32_t>(n + 8));
+  std::vector<std::vector<int32_t>> js(nt, std::vector<int32_t>(kColumnBlock + 8));
+  std::vector<std::vector<double>> gacc(nt);
   std::vector<double> part(nt, 0.0);
   const uint8_t* M = reinterpret_cast<const uint8_t*>(mask.typed_data());
   auto work = [&](int64_t t) {
-    part[t] = kRows[nv](m * t / nt, m * (t + 1) / nt, n, k, u.typed_data(), pt.data(), M,
-                        target.typed_data(), g->typed_data(), ht[t].data(), js[t].data());
+    const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
+    gacc[t].assign(static_cast<size_t>(r1 - r0) * kp, 0.0);
+    part[t] = kRows[nv](r0, r1, n, k, u.typed_data(), pt.data(), M, target.typed_data(),
+                        g->typed_data(), ht[t].data(), js[t].data(), gacc[t].data());
   };
   std::vector<std::thread> pool;
   for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
