@@ -18,7 +18,7 @@ from lowrank_theory import _native
 from lowrank_theory.factorization import _grads, factorization_loss, gd_step
 
 HAVE_CXX = _native._compiler() is not None
-NATIVE_OFF = os.environ.get("LOWRANK_THEORY_NATIVE", "1") == "0"
+NATIVE_OFF = os.environ.get("LOWRANK_THEORY_NATIVE", "1").strip().lower() in _native._OFF
 
 
 def _problem(seed, m, n, k, frac):
@@ -28,6 +28,12 @@ def _problem(seed, m, n, k, frac):
     mask = jax.random.uniform(ks[2], (m, n)) < frac
     target = jax.random.normal(ks[3], (m, n))
     return u, p, mask, target
+
+
+def _numpy_reference(u, p, mask, target):
+    u, p, m, t = (np.asarray(x, dtype=np.float64) for x in (u, p, mask, target))
+    e = np.where(m > 0, u @ p - t, 0.0)
+    return 0.5 * np.sum(e * e), e @ p.T, u.T @ e
 
 
 def _close(a, b, rtol=1e-12):
@@ -74,17 +80,55 @@ def test_native_equals_dense_formulation(seed, m, n, k, frac):
 
 
 @needs_native
+@pytest.mark.parametrize(
+    ("m", "n", "k", "threads"),
+    [(300, 600, 13, 3), (257, 777, 32, 2), (130, 513, 1, 2), (1000, 300, 10, 16)],
+)
+def test_native_threads_and_column_blocks(m, n, k, threads):
+    """Several threads (private H buffers, partial row ranges) and several 256-column blocks
+    (n > 256), checked against NumPy; repeated calls give identical bits."""
+    u, p, mask, target = _problem(7, m, n, k, 0.25)
+    got = _native.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
+    _close(got, _numpy_reference(u, p, mask, target))
+    again = _native.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
+    assert all(bool(jnp.all(x == y)) for x, y in zip(got, again, strict=True))
+
+
+@needs_native
 def test_native_ignores_unobserved_target_entries_and_vmaps():
     u, p, mask, target = _problem(0, 200, 150, 10, 0.2)
     poisoned = jnp.where(mask, target, jnp.nan)  # unobserved entries are never read
     out = _native.masked_lowrank_products(u, p, mask, poisoned, backend="native")
-    _close(out, _native.masked_lowrank_products(u, p, mask, target, backend="xla"))
+    _close(out, _numpy_reference(u, p, mask, target))
     # vmap (sequential over the batch) and the "auto" dispatch inside jit
     batch = [_problem(s, 90, 80, 6, 0.3) for s in range(3)]
     stacked = [jnp.stack(x) for x in zip(*batch, strict=True)]
-    got = jax.jit(jax.vmap(_native.masked_lowrank_products))(*stacked)
+    fn = jax.jit(jax.vmap(_native.masked_lowrank_products))
+    assert "lowrank_theory_masked_lowrank" in fn.lower(*stacked).as_text()
+    got = fn(*stacked)
     for i, b in enumerate(batch):
-        _close([x[i] for x in got], _native.masked_lowrank_products(*b, backend="xla"))
+        _close([x[i] for x in got], _numpy_reference(*b))
+
+
+@needs_native
+@pytest.mark.parametrize("frac", [0.2, 0.7])
+def test_auto_switches_by_density_and_is_differentiable(frac):
+    """ "auto" takes the kernel up to DENSE_ABOVE_FRACTION observed and the dense formulation
+    above (a run-time switch, same numbers either way); jax.grad goes through the dense one."""
+    u, p, mask, target = _problem(11, 120, 140, 5, frac)
+    fn = jax.jit(_native.masked_lowrank_products)
+    assert "lowrank_theory_masked_lowrank" in fn.lower(u, p, mask, target).as_text()
+    _close(fn(u, p, mask, target), _numpy_reference(u, p, mask, target))
+
+    def loss(u, p, backend):
+        return _native.masked_lowrank_products(u, p, mask, target, backend=backend)[0]
+
+    g_auto = jax.grad(loss, argnums=(0, 1))(u, p, "auto")
+    g_dense = jax.grad(loss, argnums=(0, 1))(u, p, "xla")
+    _close(g_auto, g_dense)
+    # and the gradient is (E P^T, U^T E), the products themselves
+    _, g, h = _numpy_reference(u, p, mask, target)
+    _close(g_auto, (g, h))
 
 
 @needs_native
@@ -93,10 +137,14 @@ def test_native_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="1 <= k <= 32"):
         _native.masked_lowrank_products(u, p, mask, target, backend="native")
     # "auto" falls back to the dense formulation for k > 32
-    _close(
-        _native.masked_lowrank_products(u, p, mask, target),
-        _native.masked_lowrank_products(u, p, mask, target, backend="xla"),
-    )
+    fn = jax.jit(_native.masked_lowrank_products)
+    assert "lowrank_theory_masked_lowrank" not in fn.lower(u, p, mask, target).as_text()
+    _close(fn(u, p, mask, target), _numpy_reference(u, p, mask, target))
+    # dense_only() affects "auto" only; the explicit backend still runs the kernel
+    u10 = u[:, :10]
+    with _native.dense_only():
+        out = _native.masked_lowrank_products(u10, p[:10], mask, target, backend="native")
+    _close(out, _numpy_reference(u10, p[:10], mask, target))
     with pytest.raises(ValueError, match="shape"):
         _native.masked_lowrank_products(u, p, mask[:-1], target, backend="native")
     with pytest.raises(ValueError, match="backend"):
@@ -106,6 +154,26 @@ def test_native_refuses_what_it_cannot_do():
 def _dense_grads(weights, target, mask):
     """Reference: gradients of 1/2 ||mask * (W_L...W_1 - target)||^2 by autodiff."""
     return jax.grad(lambda ws: factorization_loss(ws, target, mask))(weights)
+
+
+@needs_native
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_thin_chain_gradients_match_autodiff(depth):
+    """_grads through the kernel for thin chains d -> k -> ... -> k -> d of every depth >= 2
+    equals autodiff of the dense masked loss."""
+    d, k = 90, 6
+    keys = jax.random.split(jax.random.key(depth), depth + 2)
+    shapes = [(k, d)] + [(k, k)] * (depth - 2) + [(d, k)]
+    ws = tuple(
+        jax.random.normal(kk, s) / np.sqrt(s[1]) for kk, s in zip(keys[:depth], shapes, strict=True)
+    )
+    mask = jax.random.uniform(keys[-2], (d, d)) < 0.3
+    target = jax.random.normal(keys[-1], (d, d))
+    fn = jax.jit(lambda w: _grads(w, target, mask))
+    assert "lowrank_theory_masked_lowrank" in fn.lower(ws).as_text()
+    loss, grads = fn(ws)
+    _close(grads, _dense_grads(ws, target, mask), rtol=1e-11)
+    _close([loss], [factorization_loss(ws, target, mask)])
 
 
 @needs_native

@@ -4,14 +4,16 @@
 // E = Omega .* (U P - T), one pass over the observed entries computes
 //   loss = 1/2 sum E_ij^2,   G = E P^T (m x k),   H = U^T E (k x n),
 // i.e. what one GD step of a factorization whose outer factors are thin (width k <= 32) needs
-// from the d x d residual. Work and memory traffic are O(|Omega| k) instead of the dense
-// formulation's three m x n x k matrix products and d x d passes.
+// from the d x d residual. Arithmetic is O(|Omega| k) and the mask is read once, instead of the
+// dense formulation's three m x n x k matrix products and d x d passes.
 //
 // Rows are split over threads; each thread accumulates H in a private n x k buffer and the
 // buffers are summed in a fixed order, so results are deterministic for a given thread count.
 // Build: compiled on first use by lowrank_theory/_native.py (see there).
 #include <cstdint>
 #include <cstring>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -40,6 +42,8 @@ struct ByteTable {  // for each 8-bit pattern: its set bit positions, and how ma
   }
 };
 const ByteTable kTable;
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "row_indices reads mask bytes as a little-endian word");
 
 // Observed columns j0 <= j < j1 of one mask row (bytes 0/1) into js (capacity j1 - j0 + 8),
 // branch-free (a data-dependent branch per observed entry cost more than the arithmetic).
@@ -127,35 +131,53 @@ ffi::Error Impl(ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi::F64> p, ffi::Buffer<ff
     return ffi::Error::InvalidArgument("masked_lowrank: the inner width k must be in [1, 32]");
   const int nv = static_cast<int>((k + 3) / 4), kp = 4 * nv;
   const double* P = p.typed_data();
-  std::vector<double> pt(static_cast<size_t>(n) * kp, 0.0);
+  std::vector<double> pt;
+  try {
+    pt.assign(static_cast<size_t>(n) * kp, 0.0);
+  } catch (const std::bad_alloc&) {
+    return ffi::Error::Internal("masked_lowrank: out of memory for P^T");
+  }
   for (int64_t a = 0; a < k; ++a)
     for (int64_t j = 0; j < n; ++j) pt[j * kp + a] = P[a * n + j];
   int64_t nt = threads < 1 ? 1 : threads;
   if (nt > m / 64) nt = m / 64 < 1 ? 1 : m / 64;  // a thread per >= 64 rows
-  std::vector<std::vector<double>> ht(nt, std::vector<double>(static_cast<size_t>(n) * kp, 0.0));
-  std::vector<std::vector<int32_t>> js(nt, std::vector<int32_t>(kColumnBlock + 8));
-  std::vector<std::vector<double>> gacc(nt);
+  std::vector<std::vector<double>> ht, gacc;
+  std::vector<std::vector<int32_t>> js;
   std::vector<double> part(nt, 0.0);
+  std::vector<std::thread> pool;
+  try {  // every allocation before any thread starts; none may escape the handler
+    ht.assign(nt, std::vector<double>(static_cast<size_t>(n) * kp, 0.0));
+    js.assign(nt, std::vector<int32_t>(kColumnBlock + 8));
+    gacc.resize(nt);
+    for (int64_t t = 0; t < nt; ++t)
+      gacc[t].assign(static_cast<size_t>(m * (t + 1) / nt - m * t / nt) * kp, 0.0);
+    pool.reserve(nt);
+  } catch (const std::bad_alloc&) {
+    return ffi::Error::Internal("masked_lowrank: out of memory for the per-thread buffers");
+  }
   const uint8_t* M = reinterpret_cast<const uint8_t*>(mask.typed_data());
   auto work = [&](int64_t t) {
-    const int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
-    gacc[t].assign(static_cast<size_t>(r1 - r0) * kp, 0.0);
-    part[t] = kRows[nv](r0, r1, n, k, u.typed_data(), pt.data(), M, target.typed_data(),
-                        g->typed_data(), ht[t].data(), js[t].data(), gacc[t].data());
+    part[t] = kRows[nv](m * t / nt, m * (t + 1) / nt, n, k, u.typed_data(), pt.data(), M,
+                        target.typed_data(), g->typed_data(), ht[t].data(), js[t].data(),
+                        gacc[t].data());
   };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
+  int64_t t = 1;
+  try {
+    for (; t < nt; ++t) pool.emplace_back(work, t);
+  } catch (const std::system_error&) {  // no thread to be had: do its share here
+  }
+  for (int64_t rest = t; rest < nt; ++rest) work(rest);
   work(0);
   for (auto& th : pool) th.join();
   double* H = h->typed_data();
   for (int64_t a = 0; a < k; ++a)
     for (int64_t j = 0; j < n; ++j) {
       double s = 0.0;
-      for (int64_t t = 0; t < nt; ++t) s += ht[t][j * kp + a];
+      for (int64_t q = 0; q < nt; ++q) s += ht[q][j * kp + a];
       H[a * n + j] = s;
     }
   double l = 0.0;
-  for (int64_t t = 0; t < nt; ++t) l += part[t];
+  for (int64_t q = 0; q < nt; ++q) l += part[q];
   loss->typed_data()[0] = 0.5 * l;
   return ffi::Error::Success();
 }
