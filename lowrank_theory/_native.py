@@ -29,7 +29,8 @@ compiler, the flags, the jaxlib version and the CPU; the build takes a few secon
 If there is no compiler or the build fails, ``"auto"`` uses the dense formulation and
 :func:`native_status` says why; ``LOWRANK_THEORY_NATIVE=0`` disables the kernel.
 The kernel has no derivative of its own (``"auto"`` differentiates through the dense
-formulation) and runs a :func:`jax.vmap` batch sequentially. Its results are deterministic for a
+formulation); under :func:`jax.vmap` ``"auto"`` takes the dense formulation (batched GEMMs) and
+``"native"`` loops the kernel over the batch. Its results are deterministic for a
 given machine, build and thread count (fixed when a function is traced); between machines they
 may differ by rounding (``-march=native`` and floating-point contraction).
 """
@@ -53,6 +54,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 
 __all__ = ["dense_only", "masked_lowrank_products", "native_status"]
 
@@ -232,8 +234,8 @@ def _native(u, p, mask, target, threads=None):
 DENSE_ABOVE_FRACTION = 0.4
 
 
-@jax.custom_jvp
-def _auto_cpu(u, p, mask, target):
+@custom_vmap
+def _auto_single(u, p, mask, target):
     # the observed fraction from a regular subsample of ~4096 entries: a performance decision
     # only (both branches give the same numbers), cheap even when XLA constant-folds it for a
     # closed-over mask (the full count took ~1 s of compile time at d = 1000) or does not hoist
@@ -243,6 +245,20 @@ def _auto_cpu(u, p, mask, target):
     sample = mask[::stride, ::stride]
     dense = jnp.count_nonzero(sample) > DENSE_ABOVE_FRACTION * sample.size
     return jax.lax.cond(dense, _xla, _native, u, p, mask, target)
+
+
+@_auto_single.def_vmap
+def _auto_batched(axis_size, in_batched, u, p, mask, target):
+    # a batch of problems: the dense formulation's batched GEMMs (under vmap the run-time switch
+    # would become a select running both formulations, and the kernel would loop the batch)
+    axes = tuple(0 if b else None for b in in_batched)
+    out = jax.vmap(_xla, in_axes=axes, axis_size=axis_size)(u, p, mask, target)
+    return out, (True, True, True)
+
+
+@jax.custom_jvp
+def _auto_cpu(u, p, mask, target):
+    return _auto_single(u, p, mask, target)
 
 
 @_auto_cpu.defjvp
@@ -314,8 +330,8 @@ def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto", thread
 
     Returns:
         (loss, G, H) with shapes (), (m, k), (k, n). ``"auto"`` is differentiable (through
-        the dense formulation); ``"native"`` is not. Under :func:`jax.vmap` with a batched
-        mask, ``"auto"``'s run-time switch becomes a select, so both formulations run.
+        the dense formulation); ``"native"`` is not. Under :func:`jax.vmap`, ``"auto"`` runs
+        the dense formulation (batched GEMMs); ``"native"`` loops the kernel over the batch.
     """
     if backend not in ("auto", "xla", "native"):
         raise ValueError(f"backend must be 'auto', 'xla' or 'native', got {backend!r}")

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -100,14 +101,22 @@ def test_native_ignores_unobserved_target_entries_and_vmaps():
     poisoned = jnp.where(mask, target, jnp.nan)  # unobserved entries are never read
     out = _native.masked_lowrank_products(u, p, mask, poisoned, backend="native")
     _close(out, _numpy_reference(u, p, mask, target))
-    # vmap (sequential over the batch) and the "auto" dispatch inside jit
+    # vmap: "native" loops the kernel over the batch; "auto" takes the batched dense
+    # formulation (its custom_vmap rule), also with unbatched arguments
     batch = [_problem(s, 90, 80, 6, 0.3) for s in range(3)]
     stacked = [jnp.stack(x) for x in zip(*batch, strict=True)]
-    fn = jax.jit(jax.vmap(_native.masked_lowrank_products))
-    assert "lowrank_theory_masked_lowrank" in fn.lower(*stacked).as_text()
-    got = fn(*stacked)
+    native = jax.jit(jax.vmap(partial(_native.masked_lowrank_products, backend="native")))
+    auto = jax.jit(jax.vmap(_native.masked_lowrank_products))
+    assert "lowrank_theory_masked_lowrank" in native.lower(*stacked).as_text()
+    assert "lowrank_theory_masked_lowrank" not in auto.lower(*stacked).as_text()
+    for fn in (native, auto):
+        got = fn(*stacked)
+        for i, b in enumerate(batch):
+            _close([x[i] for x in got], _numpy_reference(*b))
+    shared = jax.vmap(_native.masked_lowrank_products, in_axes=(0, 0, None, None))
+    got = shared(stacked[0], stacked[1], batch[0][2], batch[0][3])
     for i, b in enumerate(batch):
-        _close([x[i] for x in got], _numpy_reference(*b))
+        _close([x[i] for x in got], _numpy_reference(b[0], b[1], batch[0][2], batch[0][3]))
 
 
 @needs_native
