@@ -205,7 +205,6 @@ def _grads(weights, target, mask):
     thin = (
         mask is not None
         and n >= 2
-        and min(weights[-1].shape) <= _native.MAX_WIDTH
         and weights[-1].shape[1] < weights[-1].shape[0]
         and _native.native_applies(weights[-1].shape, weights[-1].dtype)
     )
