@@ -234,17 +234,22 @@ def _native(u, p, mask, target, threads=None):
 DENSE_ABOVE_FRACTION = 0.4
 
 
+def _dense_preferred(mask):
+    """Whether more than ``DENSE_ABOVE_FRACTION`` of a regular ~4096-entry subsample of the
+    mask is observed (a traced boolean)."""
+    m, n = mask.shape
+    stride = max(1, int(math.sqrt(m * n / 4096)))
+    sample = mask[::stride, ::stride]
+    return jnp.count_nonzero(sample) > DENSE_ABOVE_FRACTION * sample.size
+
+
 @custom_vmap
 def _auto_single(u, p, mask, target):
     # the observed fraction from a regular subsample of ~4096 entries: a performance decision
     # only (both branches give the same numbers), cheap even when XLA constant-folds it for a
     # closed-over mask (the full count took ~1 s of compile time at d = 1000) or does not hoist
     # it out of a GD loop
-    m, n = mask.shape
-    stride = max(1, int(math.sqrt(m * n / 4096)))
-    sample = mask[::stride, ::stride]
-    dense = jnp.count_nonzero(sample) > DENSE_ABOVE_FRACTION * sample.size
-    return jax.lax.cond(dense, _xla, _native, u, p, mask, target)
+    return jax.lax.cond(_dense_preferred(mask), _xla, _native, u, p, mask, target)
 
 
 @_auto_single.def_vmap
@@ -289,26 +294,17 @@ def dense_only():
         jax.clear_caches()
 
 
-def _native_usable(u, p, target) -> bool:
+def _native_usable(k: int, *dtypes) -> bool:
+    """The kernel is built and takes this width and these operand dtypes."""
     return (
-        u.dtype == jnp.float64
-        and p.dtype == u.dtype
-        and target.dtype == u.dtype
-        and 1 <= int(u.shape[-1]) <= MAX_WIDTH
-        and _load()[0]
+        all(jnp.dtype(t) == jnp.float64 for t in dtypes) and 1 <= int(k) <= MAX_WIDTH and _load()[0]
     )
 
 
 def native_applies(u_shape, dtype) -> bool:
     """Whether ``"auto"`` would consider the native kernel for an outer factor of this shape
     (it still takes the dense formulation above ``DENSE_ABOVE_FRACTION`` observed)."""
-    k = int(u_shape[-1])
-    return (
-        not _DENSE_ONLY.get()
-        and jnp.dtype(dtype) == jnp.float64
-        and 1 <= k <= MAX_WIDTH
-        and _load()[0]
-    )
+    return not _DENSE_ONLY.get() and _native_usable(u_shape[-1], dtype)
 
 
 def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto", threads=None):
@@ -346,7 +342,7 @@ def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto", thread
     if backend == "xla":
         return _xla(u, p, mask, target)
     if backend == "native":
-        if not _native_usable(u, p, target):
+        if not _native_usable(u.shape[1], u.dtype, p.dtype, target.dtype):
             ok, why = _load()
             raise ValueError(
                 "the native kernel needs float64 operands and 1 <= k <= 32"
@@ -354,6 +350,6 @@ def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto", thread
                 else f"the native kernel is unavailable: {why}"
             )
         return _native(u, p, mask, target, threads)
-    if _DENSE_ONLY.get() or not _native_usable(u, p, target):
+    if _DENSE_ONLY.get() or not _native_usable(u.shape[1], u.dtype, p.dtype, target.dtype):
         return _xla(u, p, mask, target)
     return jax.lax.platform_dependent(u, p, mask, target, cpu=_auto_cpu, default=_xla)

@@ -125,6 +125,7 @@ def test_auto_switches_by_density_and_is_differentiable(frac):
     """ "auto" takes the kernel up to DENSE_ABOVE_FRACTION observed and the dense formulation
     above (a run-time switch, same numbers either way); jax.grad goes through the dense one."""
     u, p, mask, target = _problem(11, 120, 140, 5, frac)
+    assert bool(_native._dense_preferred(mask)) == (frac > _native.DENSE_ABOVE_FRACTION)
     fn = jax.jit(_native.masked_lowrank_products)
     assert "lowrank_theory_masked_lowrank" in fn.lower(u, p, mask, target).as_text()
     _close(fn(u, p, mask, target), _numpy_reference(u, p, mask, target))
