@@ -190,30 +190,54 @@ def lr_from_mean_loss(lr_mean: float, d_rows: int, d_cols: int | None = None) ->
 # ----------------------------------------------------------------------------------------------
 # one GD step (explicit reverse mode: 3(L-1) matrix products)
 # ----------------------------------------------------------------------------------------------
-def _grads(weights, target, mask):
+def _thin(weights, mask) -> bool:
+    """Whether ``_grads`` takes the masked low-rank products (a mask, depth >= 2, a last factor
+    narrower than tall, and the native kernel usable for it)."""
+    return (
+        mask is not None
+        and len(weights) >= 2
+        and weights[-1].shape[1] < weights[-1].shape[0]
+        and _native.native_applies(weights[-1].shape, weights[-1].dtype)
+    )
+
+
+def prepare_observed(weights, target, mask):
+    r"""What GD on this problem passes to :func:`gd_step` as ``packed``: the observed entries
+    packed once (:func:`~lowrank_theory._native.pack_observed`) when the step takes the masked
+    low-rank products on the native kernel and at most ``DENSE_ABOVE_FRACTION`` of the entries
+    are observed; else None. Needs a concrete mask."""
+    if not _thin(weights, mask) or isinstance(mask, jax.core.Tracer):
+        return None
+    if float(np.mean(np.asarray(mask))) > _native.DENSE_ABOVE_FRACTION:
+        return None
+    return _native.pack_observed(mask, target)
+
+
+def _grads(weights, target, mask, packed=None):
     r"""Loss and gradients of ½‖Ω⊙(W_{L:1} − Φ)‖² by prefix products and back-propagation.
 
     With a mask and a thin last factor ($W_L$ of width $k\le 32$, e.g. the compressed
     factorization (11)), the residual enters only through $\ell$, $E\,W_{L-1:1}^\top$ and
     $W_L^\top E$: :func:`~lowrank_theory._native.masked_lowrank_products` computes them on the
-    observed entries (native CPU kernel) or densely, with the same result to rounding.
+    observed entries (native CPU kernel) or densely, with the same result to rounding;
+    ``packed`` (:func:`prepare_observed`) gives the kernel the observed entries packed once.
     """
     n = len(weights)
     prefix = [None]  # prefix[l] = W_{l:1} (None = identity)
     p = weights[0]
     prefix.append(p)
-    thin = (
-        mask is not None
-        and n >= 2
-        and weights[-1].shape[1] < weights[-1].shape[0]
-        and _native.native_applies(weights[-1].shape, weights[-1].dtype)
-    )
+    thin = _thin(weights, mask)
     for w in weights[1 : n - 1 if thin else n]:
         p = w @ p
         prefix.append(p)
     grads = [None] * n
     if thin:
-        loss, grads[n - 1], b = _native.masked_lowrank_products(weights[-1], p, mask, target)
+        if packed is not None:
+            if packed.shape != tuple(target.shape):
+                raise ValueError(f"packed entries of a {packed.shape} target, got {target.shape}")
+            loss, grads[n - 1], b = _native.packed_products(weights[-1], p, mask, target, packed)
+        else:
+            loss, grads[n - 1], b = _native.masked_lowrank_products(weights[-1], p, mask, target)
         top = n - 2
     else:
         e = p - target
@@ -230,9 +254,12 @@ def _grads(weights, target, mask):
     return loss, tuple(grads)
 
 
-def gd_step(weights, target, mask, lrs, decays):
-    r"""One step of (15) with per-layer rates ``lrs`` and decays ``decays``; returns (loss, new)."""
-    loss, grads = _grads(weights, target, mask)
+def gd_step(weights, target, mask, lrs, decays, packed=None):
+    r"""One step of (15) with per-layer rates ``lrs`` and decays ``decays``; returns (loss, new).
+
+    ``packed``: :func:`prepare_observed` of this ``target`` and ``mask`` (the kernel then reads
+    the values packed there, not ``target``); None: the mask is read every step."""
+    loss, grads = _grads(weights, target, mask, packed)
     new = tuple(
         (1.0 - lr * lam) * w - lr * g
         for w, g, lr, lam in zip(weights, grads, lrs, decays, strict=True)
@@ -264,9 +291,11 @@ def _record(names, weights, target, mask, truth, custom):
 
 
 @partial(jax.jit, static_argnames=("n_records", "stride", "names", "custom"))
-def _scan(weights, target, mask, truth, lrs, decays, *, n_records, stride, names, custom):
+def _scan(
+    weights, target, mask, truth, lrs, decays, packed=None, *, n_records, stride, names, custom
+):
     def inner(_, ws):
-        return gd_step(ws, target, mask, lrs, decays)[1]
+        return gd_step(ws, target, mask, lrs, decays, packed)[1]
 
     def outer(ws, _):
         ws = jax.lax.fori_loop(0, stride, inner, ws)
@@ -360,6 +389,7 @@ def run_gd(
         tr,
         jnp.asarray(lrs),
         jnp.asarray(decays),
+        prepare_observed(ws, target, m),
         n_records=steps // stride,
         stride=stride,
         names=names,

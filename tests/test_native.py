@@ -70,14 +70,18 @@ needs_native = pytest.mark.skipif(
     frac=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
 )
 def test_native_equals_dense_formulation(seed, m, n, k, frac):
-    """loss, E P^T, U^T E agree with the dense formulation (edge cases: empty mask, full mask,
-    widths not a multiple of 4, n not a multiple of 8, one row/column)."""
+    """loss, E P^T, U^T E agree with the dense formulation, from the mask-scanning handler and
+    from entries packed once (pack_observed) (edge cases: empty mask, full mask, widths not a
+    multiple of 4, n not a multiple of 8, one row/column, rows with fewer than four entries)."""
     u, p, mask, target = _problem(seed, m, n, k, frac)
     dense = _native.masked_lowrank_products(u, p, mask, target, backend="xla")
     native = jax.jit(lambda *a: _native.masked_lowrank_products(*a, backend="native"))(
         u, p, mask, target
     )
     _close(native, dense)
+    packed = _native.pack_observed(mask, target)
+    assert packed.nnz == int(mask.sum()) and packed.shape == (m, n)
+    _close(jax.jit(_native._packed)(u, p, packed), dense)
 
 
 @needs_native
@@ -159,6 +163,101 @@ def test_native_refuses_what_it_cannot_do():
         _native.masked_lowrank_products(u, p, mask[:-1], target, backend="native")
     with pytest.raises(ValueError, match="backend"):
         _native.masked_lowrank_products(u, p, mask, target, backend="gpu")
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("m", "n", "k", "threads"),
+    [(300, 600, 13, 3), (257, 777, 32, 2), (130, 513, 1, 2), (1000, 300, 10, 16)],
+)
+def test_packed_threads_and_column_blocks(m, n, k, threads):
+    """Packed entries over several 256-column blocks and several slots, against NumPy;
+    identical bits on repeated calls and the same numbers as the mask-scanning handler."""
+    u, p, mask, target = _problem(8, m, n, k, 0.25)
+    packed = _native.pack_observed(mask, target)
+    # the layout: block-major, then row, columns ascending within a (block, row) segment
+    ptr, cols = np.asarray(packed.ptr), np.asarray(packed.cols)
+    n_blocks = -(-n // _native.COLUMN_BLOCK)
+    assert ptr.shape == (n_blocks * m + 1,) and ptr[-1] == packed.nnz
+    seg = 3 * m + 5 if n_blocks > 3 else m + 1  # some (block, row) segment
+    cs = cols[ptr[seg] : ptr[seg + 1]]
+    b, i = divmod(seg, m)
+    assert np.array_equal(
+        cs, np.flatnonzero(np.asarray(mask)[i, b * 256 : (b + 1) * 256]) + b * 256
+    )
+    got = _native._packed(u, p, packed, threads=threads)
+    _close(got, _numpy_reference(u, p, mask, target))
+    again = _native._packed(u, p, packed, threads=threads)
+    assert all(bool(jnp.all(x == y)) for x, y in zip(got, again, strict=True))
+    scan = _native.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
+    _close(got, scan, rtol=1e-14)
+
+
+@needs_native
+def test_packed_products_vmap_and_derivatives():
+    """packed_products: the kernel (checked in the HLO); under vmap and for derivatives the
+    dense formulation from the mask and target it carries along."""
+    u, p, mask, target = _problem(4, 60, 70, 5, 0.3)
+    packed = _native.pack_observed(mask, target)
+    fn = jax.jit(lambda u, p: _native.packed_products(u, p, mask, target, packed))
+    assert "lowrank_theory_masked_lowrank_packed" in fn.lower(u, p).as_text()
+    _close(fn(u, p), _numpy_reference(u, p, mask, target))
+    us = jnp.stack([u, 2 * u, -u])
+    batched = jax.jit(jax.vmap(lambda u: _native.packed_products(u, p, mask, target, packed)))
+    assert "lowrank_theory_masked_lowrank" not in batched.lower(us).as_text()
+    for i in range(3):
+        _close([x[i] for x in batched(us)], _numpy_reference(us[i], p, mask, target))
+    grad = jax.grad(lambda u, p: _native.packed_products(u, p, mask, target, packed)[0], (0, 1))
+    _, g, h = _numpy_reference(u, p, mask, target)
+    _close(grad(u, p), (g, h))
+
+
+def test_pack_observed_refuses_bad_input():
+    u, p, mask, target = _problem(2, 30, 40, 4, 0.3)
+    poisoned = jnp.where(mask, target, jnp.nan)  # unobserved entries may be anything
+    packed = _native.pack_observed(mask, poisoned)
+    assert bool(jnp.all(jnp.isfinite(packed.vals)))
+    with pytest.raises(ValueError, match="non-finite"):
+        _native.pack_observed(mask, jnp.where(mask, jnp.inf, target))
+    with pytest.raises(ValueError, match="one shape"):
+        _native.pack_observed(mask[:, :-1], target)
+    with pytest.raises(TypeError, match="concrete"):
+        jax.jit(_native.pack_observed)(mask, target)
+    if lt.native_status()["available"]:
+        with pytest.raises(ValueError, match="packed entries of a"):
+            _native._packed(u[:-1], p, packed)
+
+
+@needs_native
+def test_gd_packs_the_observed_entries_once():
+    """run_gd hands GD the packed entries when the step takes the kernel (thin last factor, at
+    most DENSE_ABOVE_FRACTION observed), and not otherwise; the runs agree with dense GD."""
+    from lowrank_theory.factorization import prepare_observed
+
+    d, k = 80, 4
+    keys = jax.random.split(jax.random.key(5), 4)
+    ws = (
+        jax.random.normal(keys[0], (k, d)) / np.sqrt(d),
+        jnp.eye(k),
+        jax.random.normal(keys[1], (d, k)) / np.sqrt(k),
+    )
+    target = jax.random.normal(keys[2], (d, d)) / np.sqrt(d)
+    sparse = jax.random.uniform(keys[3], (d, d)) < 0.2
+    dense = jax.random.uniform(keys[3], (d, d)) < 0.7
+    assert isinstance(prepare_observed(ws, target, sparse), _native.PackedObserved)
+    assert prepare_observed(ws, target, dense) is None  # the dense formulation is faster
+    assert prepare_observed(ws, target, None) is None
+    wide = (jnp.eye(d), jnp.eye(d))  # not thin: the dense d x d step
+    assert prepare_observed(wide, target, sparse) is None
+    with _native.dense_only():
+        assert prepare_observed(ws, target, sparse) is None
+    kw = dict(lr=0.2, steps=60, mask=sparse, record=("loss",), record_every=20)
+    got = lt.run_gd(ws, target, **kw)
+    with _native.dense_only():
+        ref = lt.run_gd(ws, target, **kw)
+    np.testing.assert_allclose(got.records["loss"], ref.records["loss"], rtol=1e-11)
+    for a, b in zip(got.weights, ref.weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * float(jnp.max(jnp.abs(b))))
 
 
 def _dense_grads(weights, target, mask):

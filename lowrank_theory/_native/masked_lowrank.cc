@@ -4,16 +4,28 @@
 // E = Omega .* (U P - T), one pass over the observed entries computes
 //   loss = 1/2 sum E_ij^2,   G = E P^T (m x k),   H = U^T E (k x n),
 // i.e. what one GD step of a factorization whose outer factors are thin (width k <= 32) needs
-// from the d x d residual. Arithmetic is O(|Omega| k) and the mask is read once, instead of the
-// dense formulation's three m x n x k matrix products and d x d passes.
+// from the d x d residual. Arithmetic is O(|Omega| k) instead of the dense formulation's three
+// m x n x k matrix products and d x d passes.
 //
-// Rows are split over threads; each thread accumulates H in a private n x k buffer and the
-// buffers are summed in a fixed order, so results are deterministic for a given thread count.
+// Two handlers share the arithmetic:
+//   LrtMaskedLowrank        takes the mask and the dense target and scans the mask (one byte per
+//                           entry) for the observed columns of each row;
+//   LrtMaskedLowrankPacked  takes the observed entries packed once for a whole GD run
+//                           (lowrank_theory._native.pack_observed): per (column block, row) an
+//                           offset, the column indices and the target values, so a step reads
+//                           12 bytes per observed entry and nothing else of the d x d arrays.
+//
+// Rows are split into `threads` slots; each slot accumulates H in a private n x k buffer and the
+// buffers are summed in slot order, so results are deterministic for a given slot count, whichever
+// threads run the slots. The slots run on XLA's intra-op thread pool (the caller takes slots too,
+// and waits only for slots another thread has started, so a busy or one-thread pool cannot
+// deadlock it).
 // Build: compiled on first use by lowrank_theory/_native.py (see there).
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -27,6 +39,7 @@ typedef double v4 __attribute__((vector_size(32), aligned(8)));
 inline v4 ld4(const double* p) { v4 r; std::memcpy(&r, p, 32); return r; }
 inline void st4(double* p, v4 v) { std::memcpy(p, &v, 32); }
 inline double hsum(v4 a) { return (a[0] + a[1]) + (a[2] + a[3]); }
+inline v4 bc(double x) { return v4{x, x, x, x}; }
 
 struct ByteTable {  // for each 8-bit pattern: its set bit positions, and how many
   uint8_t pos[256][8];
@@ -66,126 +79,328 @@ inline int64_t row_indices(const uint8_t* __restrict__ mrow, int64_t j0, int64_t
   return c;
 }
 
-constexpr int64_t kColumnBlock = 256;  // P^T and H^T blocks of 256 x 4NV doubles stay in L1/L2
-
-// Rows [r0, r1). PT: n x 4NV (P^T zero-padded), HT: n x 4NV accumulator, gacc: (r1 - r0) x 4NV
-// zeroed scratch. Writes G rows r0..r1 (m x k). Returns sum e^2.
+// The entries (i, js[s]) with targets ts[s], s < c <= kColumnBlock, of one row i:
+// e = u.p_j - t, loss += e^2, g += e p_j, h_j += e u. PT, HT: n x 4NV (P^T zero-padded,
+// H^T accumulator); eb: scratch for c errors.
+// Two phases with short dependency chains, so that the CPU overlaps many entries: first the
+// errors, four entries at a time (their four dot products reduced together by one transposed
+// horizontal sum), then the updates, four entries at a time.
 template <int NV>
-double rows(int64_t r0, int64_t r1, int64_t n, int64_t k, const double* __restrict__ U,
-            const double* __restrict__ PT, const uint8_t* __restrict__ M,
-            const double* __restrict__ T, double* __restrict__ G, double* __restrict__ HT,
-            int32_t* __restrict__ js, double* __restrict__ gacc) {
+__attribute__((always_inline)) inline void row_entries(
+    int64_t c, const int32_t* __restrict__ js, const double* __restrict__ ts,
+    const double* __restrict__ PT, double* __restrict__ HT, const v4* u, v4* g, v4& lossv,
+    double& loss, double* __restrict__ eb) {
   constexpr int KP = 4 * NV;
+  int64_t s = 0;
+  for (; s + 4 <= c; s += 4) {
+    const double* p0 = PT + static_cast<int64_t>(js[s]) * KP;
+    const double* p1 = PT + static_cast<int64_t>(js[s + 1]) * KP;
+    const double* p2 = PT + static_cast<int64_t>(js[s + 2]) * KP;
+    const double* p3 = PT + static_cast<int64_t>(js[s + 3]) * KP;
+    v4 f0 = u[0] * ld4(p0), f1 = u[0] * ld4(p1), f2 = u[0] * ld4(p2), f3 = u[0] * ld4(p3);
+    for (int q = 1; q < NV; ++q) {
+      f0 += u[q] * ld4(p0 + 4 * q);
+      f1 += u[q] * ld4(p1 + 4 * q);
+      f2 += u[q] * ld4(p2 + 4 * q);
+      f3 += u[q] * ld4(p3 + 4 * q);
+    }
+    // (f0, f1, f2, f3) -> (sum f0, sum f1, sum f2, sum f3)
+    const v4 t0 = __builtin_shufflevector(f0, f1, 0, 4, 2, 6) + __builtin_shufflevector(f0, f1, 1, 5, 3, 7);
+    const v4 t1 = __builtin_shufflevector(f2, f3, 0, 4, 2, 6) + __builtin_shufflevector(f2, f3, 1, 5, 3, 7);
+    const v4 e = (__builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7)) - ld4(ts + s);
+    lossv += e * e;
+    st4(eb + s, e);
+  }
+  for (; s < c; ++s) {
+    const double* p = PT + static_cast<int64_t>(js[s]) * KP;
+    v4 f = u[0] * ld4(p);
+    for (int q = 1; q < NV; ++q) f += u[q] * ld4(p + 4 * q);
+    const double e = hsum(f) - ts[s];
+    loss += e * e;
+    eb[s] = e;
+  }
+  s = 0;
+  for (; s + 4 <= c; s += 4) {
+    const int64_t o0 = static_cast<int64_t>(js[s]) * KP, o1 = static_cast<int64_t>(js[s + 1]) * KP,
+                  o2 = static_cast<int64_t>(js[s + 2]) * KP, o3 = static_cast<int64_t>(js[s + 3]) * KP;
+    const v4 e0 = bc(eb[s]), e1 = bc(eb[s + 1]), e2 = bc(eb[s + 2]), e3 = bc(eb[s + 3]);
+    for (int q = 0; q < NV; ++q) {
+      g[q] += e0 * ld4(PT + o0 + 4 * q) + e1 * ld4(PT + o1 + 4 * q) + e2 * ld4(PT + o2 + 4 * q) +
+              e3 * ld4(PT + o3 + 4 * q);
+      st4(HT + o0 + 4 * q, ld4(HT + o0 + 4 * q) + e0 * u[q]);
+      st4(HT + o1 + 4 * q, ld4(HT + o1 + 4 * q) + e1 * u[q]);
+      st4(HT + o2 + 4 * q, ld4(HT + o2 + 4 * q) + e2 * u[q]);
+      st4(HT + o3 + 4 * q, ld4(HT + o3 + 4 * q) + e3 * u[q]);
+    }
+  }
+  for (; s < c; ++s) {
+    const int64_t o = static_cast<int64_t>(js[s]) * KP;
+    const v4 ev = bc(eb[s]);
+    for (int q = 0; q < NV; ++q) {
+      g[q] += ev * ld4(PT + o + 4 * q);
+      st4(HT + o + 4 * q, ld4(HT + o + 4 * q) + ev * u[q]);
+    }
+  }
+}
+
+// 64-byte aligned buffers: with rows of 4NV doubles every 32-byte load and store of P^T and
+// H^T stays within a cache line (16-byte alignment cost ~40 % in time, measured)
+struct AlignedDelete {
+  void operator()(double* p) const { ::operator delete[](p, std::align_val_t(64)); }
+};
+using AlignedBuffer = std::unique_ptr<double[], AlignedDelete>;
+inline AlignedBuffer aligned_buffer(size_t count) {  // may throw std::bad_alloc
+  return AlignedBuffer(new (std::align_val_t(64)) double[count]);
+}
+
+constexpr int64_t kColumnBlock = 256;  // P^T and H^T blocks of 256 x 4NV doubles stay in cache
+
+// Where the observed entries of (column block b, row i) come from: the mask and dense target,
+// or the packed arrays.
+struct MaskSource {
+  const uint8_t* M;
+  const double* T;
+  int64_t n;
+  // js, ts: scratch of kColumnBlock + 8 entries
+  int64_t get(int64_t b, int64_t i, int32_t* js, double* ts, const int32_t** jp,
+              const double** tp) const {
+    const int64_t c0 = b * kColumnBlock, c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
+    const int64_t c = row_indices(M + i * n, c0, c1, js);
+    const double* trow = T + i * n;
+    for (int64_t s = 0; s < c; ++s) ts[s] = trow[js[s]];
+    *jp = js;
+    *tp = ts;
+    return c;
+  }
+};
+
+struct PackedSource {
+  const int64_t* ptr;  // (nb * m + 1): entries of (b, i) are ptr[b m + i] .. ptr[b m + i + 1]
+  const int32_t* cols;
+  const double* vals;
+  int64_t m;
+  int64_t get(int64_t b, int64_t i, int32_t*, double*, const int32_t** jp,
+              const double** tp) const {
+    const int64_t s0 = ptr[b * m + i];
+    *jp = cols + s0;
+    *tp = vals + s0;
+    return ptr[b * m + i + 1] - s0;
+  }
+};
+
+// Rows [r0, r1) of a slot: pads its rows of U into UP (m x 4NV), zeroes its HT (n x 4NV) and
+// gacc ((r1 - r0) x 4NV), accumulates, and writes G rows r0..r1 (m x k). Returns sum e^2.
+template <int NV, class Source>
+double rows(const Source& src, int64_t r0, int64_t r1, int64_t n, int64_t k,
+            const double* __restrict__ U, double* __restrict__ UP, const double* __restrict__ PT,
+            double* __restrict__ G, double* __restrict__ HT, double* __restrict__ gacc,
+            int32_t* js, double* ts) {
+  constexpr int KP = 4 * NV;
+  std::memset(HT, 0, sizeof(double) * n * KP);
+  std::memset(gacc, 0, sizeof(double) * (r1 - r0) * KP);
+  for (int64_t i = r0; i < r1; ++i)
+    for (int64_t a = 0; a < KP; ++a) UP[i * KP + a] = a < k ? U[i * k + a] : 0.0;
+  v4 lossv = bc(0.0);
   double loss = 0.0;
-  for (int64_t c0 = 0; c0 < n; c0 += kColumnBlock) {
-    const int64_t c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
+  double eb[kColumnBlock + 8];
+  const int64_t nb = (n + kColumnBlock - 1) / kColumnBlock;
+  for (int64_t b = 0; b < nb; ++b) {
     for (int64_t i = r0; i < r1; ++i) {
-      double ub[KP] = {};
-      for (int64_t a = 0; a < k; ++a) ub[a] = U[i * k + a];
       double* gi = gacc + (i - r0) * KP;
       v4 u[NV], g[NV];
       for (int q = 0; q < NV; ++q) {
-        u[q] = ld4(ub + 4 * q);
+        u[q] = ld4(UP + i * KP + 4 * q);
         g[q] = ld4(gi + 4 * q);
       }
-      const double* trow = T + i * n;
-      const int64_t c = row_indices(M + i * n, c0, c1, js);
-      for (int64_t s = 0; s < c; ++s) {
-        const int64_t j = js[s];
-        const double* p = PT + j * KP;
-        v4 f = u[0] * ld4(p);
-        for (int q = 1; q < NV; ++q) f += u[q] * ld4(p + 4 * q);
-        const double e = hsum(f) - trow[j];
-        loss += e * e;
-        double* h = HT + j * KP;
-        for (int q = 0; q < NV; ++q) {
-          g[q] += e * ld4(p + 4 * q);
-          st4(h + 4 * q, ld4(h + 4 * q) + e * u[q]);
-        }
-      }
+      const int32_t* jp;
+      const double* tp;
+      const int64_t c = src.get(b, i, js, ts, &jp, &tp);
+      row_entries<NV>(c, jp, tp, PT, HT, u, g, lossv, loss, eb);
       for (int q = 0; q < NV; ++q) st4(gi + 4 * q, g[q]);
     }
   }
   for (int64_t i = r0; i < r1; ++i)
     for (int64_t a = 0; a < k; ++a) G[i * k + a] = gacc[(i - r0) * KP + a];
-  return loss;
+  return loss + hsum(lossv);
 }
 
-using RowsFn = double (*)(int64_t, int64_t, int64_t, int64_t, const double*, const double*,
-                          const uint8_t*, const double*, double*, double*, int32_t*, double*);
-constexpr RowsFn kRows[9] = {nullptr, rows<1>, rows<2>, rows<3>, rows<4>,
-                             rows<5>, rows<6>, rows<7>, rows<8>};
-
-ffi::Error Impl(ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi::F64> p, ffi::Buffer<ffi::PRED> mask,
-                ffi::Buffer<ffi::F64> target, ffi::ResultBuffer<ffi::F64> g,
-                ffi::ResultBuffer<ffi::F64> h, ffi::ResultBuffer<ffi::F64> loss,
-                int64_t threads) {
-  const auto ud = u.dimensions(), pd = p.dimensions(), md = mask.dimensions(),
-             td = target.dimensions();
-  if (ud.size() != 2 || pd.size() != 2 || md.size() != 2 || td.size() != 2)
-    return ffi::Error::InvalidArgument("masked_lowrank: all operands must be matrices");
-  const int64_t m = ud[0], k = ud[1], n = pd[1];
-  if (pd[0] != k || md[0] != m || md[1] != n || td[0] != m || td[1] != n)
-    return ffi::Error::InvalidArgument("masked_lowrank: shapes must be U (m,k), P (k,n), mask and target (m,n)");
-  if (k < 1 || k > 32)
-    return ffi::Error::InvalidArgument("masked_lowrank: the inner width k must be in [1, 32]");
-  const int nv = static_cast<int>((k + 3) / 4), kp = 4 * nv;
-  const double* P = p.typed_data();
-  std::vector<double> pt;
-  try {
-    pt.assign(static_cast<size_t>(n) * kp, 0.0);
-  } catch (const std::bad_alloc&) {
-    return ffi::Error::Internal("masked_lowrank: out of memory for P^T");
-  }
-  for (int64_t a = 0; a < k; ++a)
-    for (int64_t j = 0; j < n; ++j) pt[j * kp + a] = P[a * n + j];
-  int64_t nt = threads < 1 ? 1 : threads;
-  if (nt > m / 64) nt = m / 64 < 1 ? 1 : m / 64;  // a thread per >= 64 rows
-  std::vector<std::vector<double>> ht, gacc;
-  std::vector<std::vector<int32_t>> js;
-  std::vector<double> part(nt, 0.0);
-  std::vector<std::thread> pool;
-  try {  // every allocation before any thread starts; none may escape the handler
-    ht.assign(nt, std::vector<double>(static_cast<size_t>(n) * kp, 0.0));
-    js.assign(nt, std::vector<int32_t>(kColumnBlock + 8));
-    gacc.resize(nt);
-    for (int64_t t = 0; t < nt; ++t)
-      gacc[t].assign(static_cast<size_t>(m * (t + 1) / nt - m * t / nt) * kp, 0.0);
-    pool.reserve(nt);
-  } catch (const std::bad_alloc&) {
-    return ffi::Error::Internal("masked_lowrank: out of memory for the per-thread buffers");
-  }
-  const uint8_t* M = reinterpret_cast<const uint8_t*>(mask.typed_data());
-  auto work = [&](int64_t t) {
-    part[t] = kRows[nv](m * t / nt, m * (t + 1) / nt, n, k, u.typed_data(), pt.data(), M,
-                        target.typed_data(), g->typed_data(), ht[t].data(), js[t].data(),
-                        gacc[t].data());
+// Runs work(slot) for slot = 0..nt-1 on the caller and XLA's intra-op pool. Each participant
+// claims unclaimed slots; the caller then waits only for slots that others have claimed (they
+// are running), so it never waits on a task the pool has not started.
+template <class Work>
+void run_slots(ffi::ThreadPool& pool, int64_t nt, const Work& work) {
+  struct State {
+    std::atomic<int64_t> next{0}, done{0};
   };
-  int64_t t = 1;
+  std::shared_ptr<State> st;
   try {
-    for (; t < nt; ++t) pool.emplace_back(work, t);
-  } catch (const std::system_error&) {  // no thread to be had: do its share here
+    st = std::make_shared<State>();
+  } catch (const std::bad_alloc&) {
+    for (int64_t t = 0; t < nt; ++t) work(t);
+    return;
   }
-  for (int64_t rest = t; rest < nt; ++rest) work(rest);
-  work(0);
-  for (auto& th : pool) th.join();
-  double* H = h->typed_data();
-  for (int64_t a = 0; a < k; ++a)
-    for (int64_t j = 0; j < n; ++j) {
+  const Work* w = &work;
+  auto claim = [st, w, nt]() {  // late tasks find no slot and never touch *w
+    for (int64_t t; (t = st->next.fetch_add(1, std::memory_order_acq_rel)) < nt;) {
+      (*w)(t);
+      st->done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  for (int64_t t = 1; t < nt; ++t) {
+    try {
+      auto task = claim;
+      pool.Schedule(std::move(task));
+    } catch (const std::bad_alloc&) {  // no task to be had: the caller claims its slots
+      break;
+    }
+  }
+  claim();
+  for (int spins = 0; st->done.load(std::memory_order_acquire) < nt; ++spins)
+    if (spins > 64) std::this_thread::yield();
+}
+
+template <class Source>
+using RowsFn = double (*)(const Source&, int64_t, int64_t, int64_t, int64_t, const double*,
+                          double*, const double*, double*, double*, double*, int32_t*, double*);
+template <class Source>
+constexpr RowsFn<Source> kRows[9] = {nullptr,
+                                     rows<1, Source>, rows<2, Source>, rows<3, Source>,
+                                     rows<4, Source>, rows<5, Source>, rows<6, Source>,
+                                     rows<7, Source>, rows<8, Source>};
+
+// Work buffers, kept by each calling thread between calls (fresh ones cost page faults every
+// call: ~20 us at d = 1000), released after a call that needed more than kKeepBytes.
+struct Scratch {
+  std::vector<AlignedBuffer> bufs;
+  std::vector<size_t> caps;
+  size_t bytes = 0;
+  double* get(size_t slot, size_t count) {  // may throw std::bad_alloc
+    if (bufs.size() <= slot) {
+      bufs.resize(slot + 1);
+      caps.resize(slot + 1, 0);
+    }
+    if (caps[slot] < count) {
+      bufs[slot].reset();
+      bytes -= caps[slot] * sizeof(double);
+      caps[slot] = 0;
+      bufs[slot] = aligned_buffer(count);
+      caps[slot] = count;
+      bytes += count * sizeof(double);
+    }
+    return bufs[slot].get();
+  }
+  void trim(size_t keep_bytes) {
+    if (bytes > keep_bytes) {
+      bufs.clear();
+      caps.clear();
+      bytes = 0;
+    }
+  }
+};
+constexpr size_t kKeepBytes = size_t(64) << 20;
+thread_local Scratch tls_scratch;
+
+template <class Source>
+ffi::Error Products(ffi::ThreadPool& pool, const Source& src, const double* Up, const double* P,
+                    int64_t m, int64_t n, int64_t k, double* Gp, double* Hp, double* lossp,
+                    int64_t threads) {
+  const int nv = static_cast<int>((k + 3) / 4), kp = 4 * nv;
+  int64_t nt = threads < 1 ? 1 : threads;
+  if (nt > m / 64) nt = m / 64 < 1 ? 1 : m / 64;  // a slot per >= 64 rows
+  if (nt > 256) nt = 256;
+  double part[256];
+  double *pt, *up, *ht[256], *gacc[256], *ts[256];
+  int32_t* js[256];
+  Scratch& sc = tls_scratch;
+  try {  // every allocation before any slot runs; none may escape the handler
+    pt = sc.get(0, static_cast<size_t>(n) * kp);
+    up = sc.get(1, static_cast<size_t>(m) * kp);
+    for (int64_t t = 0; t < nt; ++t) {
+      const size_t rows_t = static_cast<size_t>(m * (t + 1) / nt - m * t / nt);
+      ht[t] = sc.get(2 + 3 * t, static_cast<size_t>(n) * kp);
+      gacc[t] = sc.get(3 + 3 * t, rows_t * kp);
+      ts[t] = sc.get(4 + 3 * t, 2 * (kColumnBlock + 8));  // and js in its second half
+      js[t] = reinterpret_cast<int32_t*>(ts[t] + kColumnBlock + 8);
+    }
+  } catch (const std::bad_alloc&) {
+    sc.trim(0);
+    return ffi::Error::Internal("masked_lowrank: out of memory for the work buffers");
+  }
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t a = 0; a < kp; ++a) pt[j * kp + a] = a < k ? P[a * n + j] : 0.0;
+  const RowsFn<Source> fn = kRows<Source>[nv];
+  auto work = [&](int64_t t) {
+    part[t] = fn(src, m * t / nt, m * (t + 1) / nt, n, k, Up, up, pt, Gp, ht[t], gacc[t],
+                 js[t], ts[t]);
+  };
+  run_slots(pool, nt, work);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t a = 0; a < k; ++a) {
       double s = 0.0;
       for (int64_t q = 0; q < nt; ++q) s += ht[q][j * kp + a];
-      H[a * n + j] = s;
+      Hp[a * n + j] = s;
     }
   double l = 0.0;
   for (int64_t q = 0; q < nt; ++q) l += part[q];
-  loss->typed_data()[0] = 0.5 * l;
+  lossp[0] = 0.5 * l;
+  sc.trim(kKeepBytes);
   return ffi::Error::Success();
+}
+
+ffi::Error CheckFactors(const ffi::Buffer<ffi::F64>& u, const ffi::Buffer<ffi::F64>& p,
+                        int64_t* m, int64_t* k, int64_t* n) {
+  const auto ud = u.dimensions(), pd = p.dimensions();
+  if (ud.size() != 2 || pd.size() != 2)
+    return ffi::Error::InvalidArgument("masked_lowrank: U and P must be matrices");
+  *m = ud[0];
+  *k = ud[1];
+  *n = pd[1];
+  if (pd[0] != *k)
+    return ffi::Error::InvalidArgument("masked_lowrank: shapes must be U (m,k), P (k,n)");
+  if (*k < 1 || *k > 32)
+    return ffi::Error::InvalidArgument("masked_lowrank: the inner width k must be in [1, 32]");
+  return ffi::Error::Success();
+}
+
+ffi::Error Masked(ffi::ThreadPool pool, ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi::F64> p,
+                  ffi::Buffer<ffi::PRED> mask, ffi::Buffer<ffi::F64> target,
+                  ffi::ResultBuffer<ffi::F64> g, ffi::ResultBuffer<ffi::F64> h,
+                  ffi::ResultBuffer<ffi::F64> loss, int64_t threads) {
+  int64_t m, k, n;
+  if (ffi::Error err = CheckFactors(u, p, &m, &k, &n); err.failure()) return err;
+  const auto md = mask.dimensions(), td = target.dimensions();
+  if (md.size() != 2 || td.size() != 2 || md[0] != m || md[1] != n || td[0] != m || td[1] != n)
+    return ffi::Error::InvalidArgument("masked_lowrank: mask and target must be (m,n)");
+  const MaskSource src{reinterpret_cast<const uint8_t*>(mask.typed_data()), target.typed_data(), n};
+  return Products(pool, src, u.typed_data(), p.typed_data(), m, n, k, g->typed_data(),
+                  h->typed_data(), loss->typed_data(), threads);
+}
+
+ffi::Error Packed(ffi::ThreadPool pool, ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi::F64> p,
+                  ffi::Buffer<ffi::S64> ptr, ffi::Buffer<ffi::S32> cols,
+                  ffi::Buffer<ffi::F64> vals, ffi::ResultBuffer<ffi::F64> g,
+                  ffi::ResultBuffer<ffi::F64> h, ffi::ResultBuffer<ffi::F64> loss,
+                  int64_t threads) {
+  int64_t m, k, n;
+  if (ffi::Error err = CheckFactors(u, p, &m, &k, &n); err.failure()) return err;
+  const int64_t nb = (n + kColumnBlock - 1) / kColumnBlock;
+  const int64_t nnz = static_cast<int64_t>(cols.element_count());
+  // the layout pack_observed writes (its values are checked there, once per run)
+  if (static_cast<int64_t>(ptr.element_count()) != nb * m + 1 ||
+      static_cast<int64_t>(vals.element_count()) != nnz || ptr.typed_data()[0] != 0 ||
+      ptr.typed_data()[nb * m] != nnz)
+    return ffi::Error::InvalidArgument(
+        "masked_lowrank: packed entries do not match U and P (pack_observed layout)");
+  const PackedSource src{ptr.typed_data(), cols.typed_data(), vals.typed_data(), m};
+  return Products(pool, src, u.typed_data(), p.typed_data(), m, n, k, g->typed_data(),
+                  h->typed_data(), loss->typed_data(), threads);
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(LrtMaskedLowrank, Impl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LrtMaskedLowrank, Masked,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F64>>()   // U (m, k)
                                   .Arg<ffi::Buffer<ffi::F64>>()   // P (k, n)
                                   .Arg<ffi::Buffer<ffi::PRED>>()  // mask (m, n)
@@ -193,4 +408,17 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LrtMaskedLowrank, Impl,
                                   .Ret<ffi::Buffer<ffi::F64>>()   // G = E P^T (m, k)
                                   .Ret<ffi::Buffer<ffi::F64>>()   // H = U^T E (k, n)
                                   .Ret<ffi::Buffer<ffi::F64>>()   // loss (scalar)
+                                  .Attr<int64_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LrtMaskedLowrankPacked, Packed,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // U (m, k)
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // P (k, n)
+                                  .Arg<ffi::Buffer<ffi::S64>>()  // ptr (nb m + 1)
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // cols (nnz)
+                                  .Arg<ffi::Buffer<ffi::F64>>()  // vals (nnz)
+                                  .Ret<ffi::Buffer<ffi::F64>>()  // G = E P^T (m, k)
+                                  .Ret<ffi::Buffer<ffi::F64>>()  // H = U^T E (k, n)
+                                  .Ret<ffi::Buffer<ffi::F64>>()  // loss (scalar)
                                   .Attr<int64_t>("threads"));
