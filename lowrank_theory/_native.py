@@ -25,7 +25,8 @@ further: the mask and target are fixed for the whole run, so
 :func:`~lowrank_theory.factorization.prepare_observed` packs the observed entries once, on the
 host (:func:`pack_observed`: per 256-column block and row an offset, then a column index and
 the target value of each entry), and every step reads only those 12 bytes per observed entry
-(:func:`packed_products`) instead of scanning the mask and gathering from the dense target.
+(:func:`packed_products`) instead of scanning the mask and gathering from the dense target;
+up to ``PACKED_DENSE_ABOVE_FRACTION`` (70 %) observed, where it is still faster than dense.
 At $d=1000$, 20 % observed, $k=10$ the compressed GD step then takes about a third of the time
 of the dense one (``make bench``, ``dmc.compressed_step_dense_over_native``).
 
@@ -377,10 +378,14 @@ def _packed_cpu_jvp(primals, tangents):
     return jax.jvp(lambda a, b, c: _xla(a, b, mask, c), (u, p, target), (du, dp, dt))
 
 
-# Above this observed fraction the dense formulation is faster (measured at d = 1000, k = 10:
-# native/dense time 0.24 at 5 %, 0.46-0.65 at 20 %, 0.86 at 35 %, 1.0 at 50 %, 1.3-1.5 at
-# 70-100 %), so "auto" switches at run time on the observed fraction.
+# Measured at d = 1000, k = 10, the products alone, kernel/dense time at 5, 20, 40, 50, 60, 70,
+# 80, 100 % observed: mask-scanning kernel 0.17, 0.36-0.44, 0.57, 0.79-1.0, 0.90-0.93, 1.04,
+# 1.19-1.24, 1.49; packed entries 0.10, 0.24, 0.42, 0.58, 0.67-0.68, 0.82, 0.98-1.03, 1.23.
+# "auto" (the mask scanned every call) switches to the dense formulation above
+# DENSE_ABOVE_FRACTION, decided at run time from a subsample; prepare_observed packs the
+# entries for GD up to PACKED_DENSE_ABOVE_FRACTION, decided on the host from the exact count.
 DENSE_ABOVE_FRACTION = 0.4
+PACKED_DENSE_ABOVE_FRACTION = 0.7
 
 
 def _dense_preferred(mask):

@@ -231,7 +231,7 @@ def test_pack_observed_refuses_bad_input():
 @needs_native
 def test_gd_packs_the_observed_entries_once():
     """run_gd hands GD the packed entries when the step takes the kernel (thin last factor, at
-    most DENSE_ABOVE_FRACTION observed), and not otherwise; the runs agree with dense GD."""
+    most PACKED_DENSE_ABOVE_FRACTION observed), and not otherwise; the runs agree with dense GD."""
     from lowrank_theory.factorization import prepare_observed
 
     d, k = 80, 4
@@ -243,9 +243,11 @@ def test_gd_packs_the_observed_entries_once():
     )
     target = jax.random.normal(keys[2], (d, d)) / np.sqrt(d)
     sparse = jax.random.uniform(keys[3], (d, d)) < 0.2
-    dense = jax.random.uniform(keys[3], (d, d)) < 0.7
+    dense = jax.random.uniform(keys[3], (d, d)) < 0.9
     assert isinstance(prepare_observed(ws, target, sparse), _native.PackedObserved)
     assert prepare_observed(ws, target, dense) is None  # the dense formulation is faster
+    medium = jax.random.uniform(keys[3], (d, d)) < 0.6  # packed, though "auto" would go dense
+    assert isinstance(prepare_observed(ws, target, medium), _native.PackedObserved)
     assert prepare_observed(ws, target, None) is None
     wide = (jnp.eye(d), jnp.eye(d))  # not thin: the dense d x d step
     assert prepare_observed(wide, target, sparse) is None
