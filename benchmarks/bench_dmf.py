@@ -17,7 +17,7 @@ from bench_linalg import gemm_gflops, memory_bandwidth_gbs
 
 import lowrank_theory as lt
 from lowrank_theory import _native
-from lowrank_theory.factorization import gd_step
+from lowrank_theory.factorization import gd_step, prepare_observed
 from lowrank_theory.linalg import random_with_spectrum
 
 DEPTH = 3
@@ -76,8 +76,9 @@ def _stopping_run(ws, target, mask, phi, lrs, max_steps):
     """GD (15) from ``ws`` until the relative recovery error is below TOL, checked every
     RECORD_EVERY steps (the run_gd record), at most ``max_steps``; compiled ahead of time.
 
-    Returns ``run(ws) -> (weights, steps_done, recovery)``: one jitted ``while_loop`` over
-    100-step blocks, so it stops at the first record below the tolerance (no overshoot).
+    Returns ``run(ws, packed) -> (weights, steps_done, recovery)``: one jitted ``while_loop``
+    over 100-step blocks, so it stops at the first record below the tolerance (no overshoot);
+    ``packed`` is ``prepare_observed(ws, target, mask)``, what ``run_gd`` passes its steps.
     """
     lrs = jnp.asarray(lrs)
     lams = jnp.zeros_like(lrs)
@@ -86,11 +87,11 @@ def _stopping_run(ws, target, mask, phi, lrs, max_steps):
 
     # the problem data are arguments, not closure constants: XLA would otherwise constant-fold
     # reductions over the d x d mask at compile time (slow, and not what a user's run does)
-    def run(w0, target, mask, phi):
+    def run(w0, target, mask, phi, packed):
         def block(state):
             w, i, _ = state
             w = jax.lax.fori_loop(
-                0, RECORD_EVERY, lambda _, x: gd_step(x, target, mask, lrs, lams)[1], w
+                0, RECORD_EVERY, lambda _, x: gd_step(x, target, mask, lrs, lams, packed)[1], w
             )
             return w, i + 1, jnp.linalg.norm(lt.end_to_end(w) - phi) / nphi
 
@@ -100,8 +101,9 @@ def _stopping_run(ws, target, mask, phi, lrs, max_steps):
         w, i, rec = jax.lax.while_loop(cond, block, (w0, 0, jnp.asarray(jnp.inf)))
         return w, i * RECORD_EVERY, rec
 
-    compiled = jax.jit(run).lower(tuple(ws), target, mask, phi).compile()
-    return lambda w0: compiled(w0, target, mask, phi)
+    packed = prepare_observed(ws, target, mask)  # for the shapes only
+    compiled = jax.jit(run).lower(tuple(ws), target, mask, phi, packed).compile()
+    return lambda w0, packed: compiled(w0, target, mask, phi, packed)
 
 
 def _instance(d, frac=0.2, r=5, eps=1e-3):
@@ -116,13 +118,14 @@ def _completion_run(d, gamma, frac=0.2, r=5, max_steps=24000, full=False):
     """Wall time to recovery TOL of the full-width (10) or compressed (11) run, compile excluded.
 
     Returns (iterations, total seconds, setup seconds, final recovery). The compressed time
-    includes the setup (``compress``, warmed up once so that its jitted pieces are compiled).
+    includes the setup (``compress``, warmed up once so that its jitted pieces are compiled,
+    and packing the observed entries, as ``run_gd`` does).
     """
     phi, mask, target, ws, lr = _instance(d, frac, r)
     if full:
         run = _stopping_run(ws, target, mask, phi, [lr] * DEPTH, max_steps)
         t0 = time.perf_counter()
-        _, n, rec = jax.block_until_ready(run(tuple(ws)))
+        _, n, rec = jax.block_until_ready(run(tuple(ws), prepare_observed(ws, target, mask)))
         return int(n), time.perf_counter() - t0, 0.0, float(rec)
     lr5 = [gamma * lr] + [lr] * DEPTH + [gamma * lr]
     comp = lt.compress(ws, target, r, mask=mask)  # warm-up: compiles compress's jitted parts
@@ -130,8 +133,9 @@ def _completion_run(d, gamma, frac=0.2, r=5, max_steps=24000, full=False):
     t0 = time.perf_counter()
     comp = lt.compress(ws, target, r, mask=mask)
     ws5 = jax.block_until_ready((comp.v.T, *comp.weights, comp.u))
+    packed = jax.block_until_ready(prepare_observed(ws5, target, mask))
     setup = time.perf_counter() - t0
-    _, n, rec = jax.block_until_ready(run(ws5))
+    _, n, rec = jax.block_until_ready(run(ws5, packed))
     return int(n), time.perf_counter() - t0, setup, float(rec)
 
 
@@ -152,10 +156,13 @@ def _masked_step_time(d, gamma, frac=0.2, r=5, full=False, n=100, dense=False):
         ws = (comp.v.T, *comp.weights, comp.u)
         lrs = jnp.array([gamma * lr] + [lr] * DEPTH + [gamma * lr])
     lams = jnp.zeros_like(lrs)
+    packed = prepare_observed(ws, target, mask)  # as run_gd: None for the full-width step
     fn = jax.jit(
-        lambda w, t, m: jax.lax.fori_loop(0, n, lambda _, x: gd_step(x, t, m, lrs, lams)[1], w)
+        lambda w, t, m, pk: jax.lax.fori_loop(
+            0, n, lambda _, x: gd_step(x, t, m, lrs, lams, pk)[1], w
+        )
     )
-    return time_fn(fn, tuple(ws), target, mask, repeats=2 if full else 5, min_time=0.0) / n
+    return time_fn(fn, tuple(ws), target, mask, packed, repeats=2 if full else 5, min_time=0.0) / n
 
 
 def _masked_step_parts(d=1000, k=10, n=50, rounds=3):
@@ -183,6 +190,22 @@ def _masked_step_parts(d=1000, k=10, n=50, rounds=3):
         for name, (body, *args) in pieces.items():
             best[name] = min(best[name], loop(body, *args))
     return best
+
+
+def _packed_products_time(d=1000, k=10, frac=0.2, n=100, threads=None):
+    """Seconds per call of the masked products alone on packed entries (native kernel)."""
+    _, mask, target, _, _ = _instance(d, frac)
+    packed = _native.pack_observed(mask, target)
+    key = jax.random.split(jax.random.key(9), 2)
+    u = jax.random.normal(key[0], (d, k))
+    p = jax.random.normal(key[1], (k, d))
+
+    def body(_, x):  # each call depends on the last, so none is hoisted out of the loop
+        _, g, h = _native._packed(x[0], x[1], packed, threads)
+        return x[0] + 1e-12 * g, x[1] + 1e-12 * h
+
+    fn = jax.jit(lambda u, p: jax.lax.fori_loop(0, n, body, (u, p)))
+    return time_fn(fn, u, p, repeats=5) / n
 
 
 def _gather_step_time(d=1000, frac=0.2, k=10, lr=2.0):
@@ -274,9 +297,13 @@ def run() -> list[dict]:
     # drifts over seconds, so each quantity is the best of its windows
     t_c = t_dense = np.inf
     bw_d = 0.0
+    t_kernel = t_kernel1 = np.inf
     for _ in range(3):
         t_c = min(t_c, _masked_step_time(d, 0.01))
         t_dense = min(t_dense, _masked_step_time(d, 0.01, dense=True))
+        if native:
+            t_kernel = min(t_kernel, _packed_products_time(d, k))
+            t_kernel1 = min(t_kernel1, _packed_products_time(d, k, threads=1))
         bw_d = max(bw_d, memory_bandwidth_gbs(d))  # the step's arrays are cache-sized (8 MB)
         gemm = max(gemm, gemm_gflops())
     parts = _masked_step_parts(d, k)
@@ -285,11 +312,12 @@ def run() -> list[dict]:
     # formulation of the step. Both have the small chain: 9 products of 2 d k^2 flops
     # (3 prefix products W_l...V^T, 3 gradient products, 3 back-propagations).
     flop_small = 9 * 2 * d * k * k
-    # native: 3 length-k operations per observed entry (dot, two axpys); it reads the mask
-    # (1 byte per entry) and the observed target entries (20% of entries but ~83% of the
-    # 64-byte lines of the 8 MB target: counted as one full pass)
+    # native: 3 length-k operations per observed entry (dot, two axpys), counted as
+    # matrix-multiply flops at the GEMM rate; no d x d pass: it reads the observed entries packed
+    # once per run (a 4-byte column index and an 8-byte value each, 8-byte offsets per
+    # 256-column block and row)
     flop_n = 3 * 2 * k * nnz + flop_small
-    bytes_n = d * d + 8 * d * d
+    bytes_n = 12 * nnz + 8 * (-(-d // _native.COLUMN_BLOCK) * d + 1)
     # dense: 3 d x d x k GEMMs; 6 float64 d x d passes (write F, read F and Phi, write E,
     # read E twice) and the 1-byte mask
     flop_x = 3 * 2 * d * d * k + flop_small
@@ -304,8 +332,22 @@ def run() -> list[dict]:
     t_gather = _gather_step_time()
     gemm_part = 2 * d * d * k / (gemm * 1e9)
     eff = {name: gemm_part / parts[name] for name in ("F=U P", "E P^T", "U^T E")}
+    sparse_flop_time = 3 * 2 * k * nnz / (gemm * 1e9)
+    kernel_budget = t_model_n / 0.6 - (t_c - t_kernel)
+    kernel_note = (
+        f"Of the step, the masked products alone (kernel, this run's thread count) take "
+        f"{t_kernel * 1e3:.3f} ms ({t_kernel * 1e9 / nnz:.2f} ns per observed entry; one thread "
+        f"{t_kernel1 * 1e3:.3f} ms = {t_kernel1 * 1e9 / nnz:.2f} ns), the rest of the chain (about "
+        f"20 small XLA ops) the remaining {(t_c - t_kernel) * 1e3:.3f} ms. A fraction of 0.6 "
+        f"means a step of {t_model_n / 0.6 * 1e3:.3f} ms; after the chain that leaves "
+        f"{kernel_budget * 1e3:.3f} ms for the kernel, i.e. its 6k flops per entry (gathers, "
+        f"dots, scatters) at {sparse_flop_time / kernel_budget:.0%} of the GEMM rate (now "
+        f"{sparse_flop_time / t_kernel:.0%}). "
+        if native
+        else ""
+    )
     how = (
-        "native CPU kernel on the observed entries (lowrank_theory._native)"
+        "native CPU kernel on the observed entries, packed once per run (lowrank_theory._native)"
         if native
         else "dense formulation (the native kernel is unavailable here: "
         + lt.native_status()["reason"]
@@ -320,8 +362,9 @@ def run() -> list[dict]:
         f"excluded). Model (the issue's: matrix-multiply flops at the GEMM rate {gemm:.0f} "
         f"GFLOP/s plus d x d passes at {bw_d:.0f} GB/s, the bandwidth of a 1000 x 1000 float64 "
         f"x + 1, the step's array size, by differential in-place timing) for the step as run: "
-        f"{flop_n / 1e6:.1f} MFLOP (6k per observed entry + the small chain) + {bytes_n / 1e6:.0f}"
-        f" MB (mask, observed target entries) = {t_model_n * 1e3:.3f} ms. The same step on the "
+        f"{flop_n / 1e6:.1f} MFLOP (6k per observed entry + the small chain) + {bytes_n / 1e6:.1f}"
+        f" MB (the observed entries packed once per run: column index and value; no d x d pass) "
+        f"= {t_model_n * 1e3:.3f} ms. {kernel_note}The same step on the "
         f"dense formulation (3 d x d x k GEMMs + one fused select pass, checked in the optimized "
         f"HLO): {t_dense * 1e3:.3f} ms = {t_dense / t_c:.2f}x the time, against its model "
         f"{flop_x / 1e6:.0f} MFLOP + {bytes_x / 1e6:.0f} MB (write F, read F and Phi, write E, "
