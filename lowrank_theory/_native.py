@@ -269,16 +269,29 @@ class PackedObserved:
     $m\times n$ array. Entries are ordered by column block (``COLUMN_BLOCK`` columns), then
     row, then column; those of (block $b$, row $i$) are ``ptr[b m + i] : ptr[b m + i + 1]``.
     A pytree (the arrays are leaves, ``shape`` is static), so it passes through ``jax.jit``.
+    The entry arrays are padded to a capacity that depends only on the count's magnitude
+    (:func:`_capacity`), so runs on different masks with similar counts share one compiled loop.
     """
 
-    ptr: jax.Array  # int64 (n_blocks * m + 1,)
-    cols: jax.Array  # int32 (nnz,)
-    vals: jax.Array  # float64 (nnz,)
+    ptr: jax.Array  # int64 (n_blocks * m + 1,); ptr[-1] = number of observed entries
+    cols: jax.Array  # int32 (capacity,), entries past ptr[-1] are padding (never read)
+    vals: jax.Array  # float64 (capacity,)
     shape: tuple[int, int] = field(default=(0, 0))
 
     @property
     def nnz(self) -> int:
-        return int(self.cols.shape[0])
+        """The number of observed entries (reads ``ptr[-1]`` back from the device)."""
+        return int(self.ptr[-1])
+
+
+def _capacity(nnz: int) -> int:
+    """``nnz`` rounded up to a multiple of 2^(floor(log2 nnz) - 3): at most 12.5 % padding, and
+    the same capacity for counts that differ by less than that (new random masks of one size
+    and density then reuse the compiled GD loop instead of recompiling it)."""
+    if nnz <= 16:
+        return 16
+    quantum = 1 << max(0, nnz.bit_length() - 4)
+    return -(-nnz // quantum) * quantum
 
 
 def pack_observed(mask, target) -> PackedObserved:
@@ -310,10 +323,15 @@ def pack_observed(mask, target) -> PackedObserved:
     n_blocks = -(-n // COLUMN_BLOCK)
     ptr = np.zeros(n_blocks * m + 1, dtype=np.int64)
     np.cumsum(np.bincount(key, minlength=n_blocks * m), out=ptr[1:])
+    cap = _capacity(len(order))
+    cols_p = np.zeros(cap, dtype=np.int32)
+    vals_p = np.zeros(cap, dtype=np.float64)
+    cols_p[: len(order)] = cols[order]
+    vals_p[: len(order)] = vals[order]
     return PackedObserved(
         jnp.asarray(ptr),
-        jnp.asarray(cols[order].astype(np.int32)),
-        jnp.asarray(vals[order]),
+        jnp.asarray(cols_p),
+        jnp.asarray(vals_p),
         (m, n),
     )
 

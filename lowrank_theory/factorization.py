@@ -207,7 +207,12 @@ def prepare_observed(weights, target, mask):
     low-rank products on the native kernel and at most ``PACKED_DENSE_ABOVE_FRACTION`` (70 %)
     of the entries are observed (above, the dense formulation is as fast); else None. Needs a
     concrete mask."""
-    if not _thin(weights, mask) or isinstance(mask, jax.core.Tracer):
+    if (
+        not _thin(weights, mask)
+        or isinstance(mask, jax.core.Tracer)
+        or isinstance(target, jax.core.Tracer)
+        or jax.default_backend() != "cpu"  # the kernel runs on CPU only
+    ):
         return None
     if float(np.mean(np.asarray(mask))) > _native.PACKED_DENSE_ABOVE_FRACTION:
         return None

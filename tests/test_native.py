@@ -1,5 +1,6 @@
 """The masked low-rank products: native CPU kernel vs the dense formulation, and GD through it."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -226,6 +227,12 @@ def test_pack_observed_refuses_bad_input():
     if lt.native_status()["available"]:
         with pytest.raises(ValueError, match="packed entries of a"):
             _native._packed(u[:-1], p, packed)
+        # a packing relabelled to another shape is refused by the kernel, not read out of
+        # bounds (m=300, n=400 -> 300: the same two column blocks, columns up to 399)
+        u, p, mask, target = _problem(3, 300, 400, 4, 0.3)
+        wrong = dataclasses.replace(_native.pack_observed(mask, target), shape=(300, 300))
+        with pytest.raises(Exception, match="not in the pack_observed layout"):
+            jax.block_until_ready(_native._packed(u, p[:, :300], wrong))
 
 
 @needs_native
@@ -253,6 +260,22 @@ def test_gd_packs_the_observed_entries_once():
     assert prepare_observed(wide, target, sparse) is None
     with _native.dense_only():
         assert prepare_observed(ws, target, sparse) is None
+    # the GD loop run_gd compiles calls the packed kernel
+    from lowrank_theory.factorization import _scan
+
+    lrs, zeros = jnp.full(3, 0.2), jnp.zeros(3)
+    static = dict(n_records=1, stride=1, names=("loss",), custom=None)
+    packed = prepare_observed(ws, target, sparse)
+    hlo = _scan.lower(ws, target, sparse, None, lrs, zeros, packed, **static).as_text()
+    assert "lowrank_theory_masked_lowrank_packed" in hlo
+    # another mask of the same size and density reuses the compiled loop (padded capacity)
+    other = jax.random.uniform(jax.random.key(99), (d, d)) < 0.2
+    packed2 = prepare_observed(ws, target, other)
+    assert packed2.nnz != packed.nnz and packed2.cols.shape == packed.cols.shape
+    _scan(ws, target, sparse, None, lrs, zeros, packed, **static)
+    size = _scan._cache_size()
+    _scan(ws, target, other, None, lrs, zeros, packed2, **static)
+    assert _scan._cache_size() == size
     kw = dict(lr=0.2, steps=60, mask=sparse, record=("loss",), record_every=20)
     got = lt.run_gd(ws, target, **kw)
     with _native.dense_only():

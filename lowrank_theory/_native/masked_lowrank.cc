@@ -269,30 +269,32 @@ constexpr RowsFn<Source> kRows[9] = {nullptr,
                                      rows<7, Source>, rows<8, Source>};
 
 // Work buffers, kept by each calling thread between calls (fresh ones cost page faults every
-// call: ~20 us at d = 1000), released after a call that needed more than kKeepBytes.
+// call: ~20 us at d = 1000); all of a thread's buffers are released at the end of a call once
+// together they exceed kKeepBytes.
 struct Scratch {
-  std::vector<AlignedBuffer> bufs;
-  std::vector<size_t> caps;
+  struct Entry {
+    AlignedBuffer buf;
+    size_t cap = 0;
+  };
+  std::vector<Entry> entries;
   size_t bytes = 0;
-  double* get(size_t slot, size_t count) {  // may throw std::bad_alloc
-    if (bufs.size() <= slot) {
-      bufs.resize(slot + 1);
-      caps.resize(slot + 1, 0);
-    }
-    if (caps[slot] < count) {
-      bufs[slot].reset();
-      bytes -= caps[slot] * sizeof(double);
-      caps[slot] = 0;
-      bufs[slot] = aligned_buffer(count);
-      caps[slot] = count;
+  double* get(size_t slot, size_t count) {  // may throw std::bad_alloc (state stays consistent)
+    if (count == 0) count = 1;  // a valid pointer even for empty operands
+    if (entries.size() <= slot) entries.resize(slot + 1);
+    Entry& e = entries[slot];
+    if (e.cap < count) {
+      bytes -= e.cap * sizeof(double);
+      e.buf.reset();
+      e.cap = 0;
+      e.buf = aligned_buffer(count);
+      e.cap = count;
       bytes += count * sizeof(double);
     }
-    return bufs[slot].get();
+    return e.buf.get();
   }
   void trim(size_t keep_bytes) {
-    if (bytes > keep_bytes) {
-      bufs.clear();
-      caps.clear();
+    if (bytes > keep_bytes || keep_bytes == 0) {
+      entries.clear();
       bytes = 0;
     }
   }
@@ -388,13 +390,29 @@ ffi::Error Packed(ffi::ThreadPool pool, ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi
   int64_t m, k, n;
   if (ffi::Error err = CheckFactors(u, p, &m, &k, &n); err.failure()) return err;
   const int64_t nb = (n + kColumnBlock - 1) / kColumnBlock;
-  const int64_t nnz = static_cast<int64_t>(cols.element_count());
-  // the layout pack_observed writes (its values are checked there, once per run)
+  const int64_t cap = static_cast<int64_t>(cols.element_count());  // >= nnz (padded)
+  const int64_t* pp = ptr.typed_data();
+  const int32_t* cc = cols.typed_data();
+  // The layout pack_observed writes, checked every call in O(blocks x rows), so that a packing
+  // made for another shape, or truncated, is refused instead of read out of bounds: offsets that
+  // start at 0, never decrease and stay within the arrays (which pack_observed pads, so that
+  // masks with similar counts share a compiled GD loop); at most a block's width of entries per
+  // (block, row); the first and last column of each (block, row) inside that block. The columns
+  // between are trusted to be ascending, as pack_observed writes them.
   if (static_cast<int64_t>(ptr.element_count()) != nb * m + 1 ||
-      static_cast<int64_t>(vals.element_count()) != nnz || ptr.typed_data()[0] != 0 ||
-      ptr.typed_data()[nb * m] != nnz)
+      static_cast<int64_t>(vals.element_count()) != cap || pp[0] != 0 || pp[nb * m] > cap)
     return ffi::Error::InvalidArgument(
         "masked_lowrank: packed entries do not match U and P (pack_observed layout)");
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t c0 = b * kColumnBlock, c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t s0 = pp[b * m + i], s1 = pp[b * m + i + 1];
+      if (s1 < s0 || s1 - s0 > c1 - c0 ||
+          (s1 > s0 && (cc[s0] < c0 || cc[s1 - 1] >= c1 || cc[s1 - 1] < cc[s0])))
+        return ffi::Error::InvalidArgument(
+            "masked_lowrank: packed entries are not in the pack_observed layout for this shape");
+    }
+  }
   const PackedSource src{ptr.typed_data(), cols.typed_data(), vals.typed_data(), m};
   return Products(pool, src, u.typed_data(), p.typed_data(), m, n, k, g->typed_data(),
                   h->typed_data(), loss->typed_data(), threads);
