@@ -241,7 +241,9 @@ def _xla(u, p, mask, target):
     return 0.5 * jnp.sum(e * e), e @ p.T, u.T @ e
 
 
-def _native(u, p, mask, target, threads=None):
+def _call(target_name, u, p, *entries, threads=None):
+    """(loss, G, H) from the kernel registered as ``target_name``, given U, P and the entries
+    (mask and target, or the packed arrays)."""
     _require()
     m, k = u.shape
     n = p.shape[1]
@@ -251,10 +253,14 @@ def _native(u, p, mask, target, threads=None):
         jax.ShapeDtypeStruct((), u.dtype),
     )
     nt = _threads() if threads is None else max(1, int(threads))
-    g, h, loss = jax.ffi.ffi_call(_TARGET, out, vmap_method="sequential")(
-        u, p, mask, target, threads=np.int64(nt)
+    g, h, loss = jax.ffi.ffi_call(target_name, out, vmap_method="sequential")(
+        u, p, *entries, threads=np.int64(nt)
     )
     return loss, g, h
+
+
+def _native(u, p, mask, target, threads=None):
+    return _call(_TARGET, u, p, mask, target, threads=threads)
 
 
 @functools.partial(
@@ -343,21 +349,11 @@ def _require() -> None:
 
 
 def _packed(u, p, packed: PackedObserved, threads=None):
-    _require()
-    m, k = u.shape
-    n = p.shape[1]
-    if packed.shape != (m, n):
-        raise ValueError(f"packed entries of a {packed.shape} matrix, but U P is {(m, n)}")
-    out = (
-        jax.ShapeDtypeStruct((m, k), u.dtype),
-        jax.ShapeDtypeStruct((k, n), u.dtype),
-        jax.ShapeDtypeStruct((), u.dtype),
-    )
-    nt = _threads() if threads is None else max(1, int(threads))
-    g, h, loss = jax.ffi.ffi_call(_TARGET_PACKED, out, vmap_method="sequential")(
-        u, p, packed.ptr, packed.cols, packed.vals, threads=np.int64(nt)
-    )
-    return loss, g, h
+    if packed.shape != (u.shape[0], p.shape[1]):
+        raise ValueError(
+            f"packed entries of a {packed.shape} matrix, but U P is {(u.shape[0], p.shape[1])}"
+        )
+    return _call(_TARGET_PACKED, u, p, packed.ptr, packed.cols, packed.vals, threads=threads)
 
 
 def packed_products(u, p, mask, target, packed: PackedObserved):
