@@ -348,48 +348,14 @@ def _require() -> None:
         raise RuntimeError(f"the native kernel is unavailable: {why}")
 
 
+def _check_packed(packed: PackedObserved, shape) -> None:
+    if packed.shape != tuple(shape):
+        raise ValueError(f"packed entries of a {packed.shape} matrix, but U P is {tuple(shape)}")
+
+
 def _packed(u, p, packed: PackedObserved, threads=None):
-    if packed.shape != (u.shape[0], p.shape[1]):
-        raise ValueError(
-            f"packed entries of a {packed.shape} matrix, but U P is {(u.shape[0], p.shape[1])}"
-        )
+    _check_packed(packed, (u.shape[0], p.shape[1]))
     return _call(_TARGET_PACKED, u, p, packed.ptr, packed.cols, packed.vals, threads=threads)
-
-
-def packed_products(u, p, mask, target, packed: PackedObserved):
-    r""":func:`masked_lowrank_products` on entries packed by :func:`pack_observed` from this
-    ``mask`` and ``target``: the native kernel on CPU, the dense formulation (from ``mask`` and
-    ``target``) on other backends, under :func:`jax.vmap` and for derivatives. Use
-    :func:`native_applies` first (the kernel must be available)."""
-    return _packed_cpu(u, p, mask, target, packed)
-
-
-@custom_vmap
-def _packed_single(u, p, mask, target, packed):
-    return jax.lax.platform_dependent(
-        u, p, mask, target, packed,
-        cpu=lambda u, p, _m, _t, pk: _packed(u, p, pk),
-        default=lambda u, p, m, t, _pk: _xla(u, p, m, t),
-    )  # fmt: skip
-
-
-@_packed_single.def_vmap
-def _packed_batched(axis_size, in_batched, u, p, mask, target, packed):
-    axes = tuple(0 if b else None for b in in_batched[:4])
-    out = jax.vmap(_xla, in_axes=axes, axis_size=axis_size)(u, p, mask, target)
-    return out, (True, True, True)
-
-
-@jax.custom_jvp
-def _packed_cpu(u, p, mask, target, packed):
-    return _packed_single(u, p, mask, target, packed)
-
-
-@_packed_cpu.defjvp
-def _packed_cpu_jvp(primals, tangents):
-    u, p, mask, target, _ = primals
-    du, dp, _, dt, _ = tangents
-    return jax.jvp(lambda a, b, c: _xla(a, b, mask, c), (u, p, target), (du, dp, dt))
 
 
 # Measured at d = 1000, k = 10, the products alone, kernel/dense time at 5, 20, 40, 50, 60, 70,
@@ -412,7 +378,9 @@ def _dense_preferred(mask):
 
 
 @custom_vmap
-def _auto_single(u, p, mask, target):
+def _kernel_single(u, p, mask, target, packed):
+    if packed is not None:  # the entries packed once per run: the kernel, no decision
+        return _packed(u, p, packed)
     # the observed fraction from a regular subsample of ~4096 entries: a performance decision
     # only (both branches give the same numbers), cheap even when XLA constant-folds it for a
     # closed-over mask (the full count took ~1 s of compile time at d = 1000) or does not hoist
@@ -420,26 +388,45 @@ def _auto_single(u, p, mask, target):
     return jax.lax.cond(_dense_preferred(mask), _xla, _native, u, p, mask, target)
 
 
-@_auto_single.def_vmap
-def _auto_batched(axis_size, in_batched, u, p, mask, target):
+@_kernel_single.def_vmap
+def _kernel_batched(axis_size, in_batched, u, p, mask, target, packed):
     # a batch of problems: the dense formulation's batched GEMMs (under vmap the run-time switch
     # would become a select running both formulations, and the kernel would loop the batch)
-    axes = tuple(0 if b else None for b in in_batched)
+    axes = tuple(0 if b else None for b in in_batched[:4])
     out = jax.vmap(_xla, in_axes=axes, axis_size=axis_size)(u, p, mask, target)
     return out, (True, True, True)
 
 
 @jax.custom_jvp
-def _auto_cpu(u, p, mask, target):
-    return _auto_single(u, p, mask, target)
+def _kernel_cpu(u, p, mask, target, packed):
+    return _kernel_single(u, p, mask, target, packed)
 
 
-@_auto_cpu.defjvp
-def _auto_cpu_jvp(primals, tangents):
+@_kernel_cpu.defjvp
+def _kernel_cpu_jvp(primals, tangents):
     # the kernel has no derivative of its own: differentiate the dense formulation
-    u, p, mask, target = primals
-    du, dp, _, dt = tangents
+    u, p, mask, target, _ = primals
+    du, dp, _, dt, _ = tangents
     return jax.jvp(lambda a, b, c: _xla(a, b, mask, c), (u, p, target), (du, dp, dt))
+
+
+def _kernel_or_dense(u, p, mask, target, packed=None):
+    """The kernel on CPU (packed entries if given, else the density switch), the dense
+    formulation on other backends, under vmap and for derivatives."""
+    return jax.lax.platform_dependent(
+        u, p, mask, target, packed,
+        cpu=_kernel_cpu,
+        default=lambda u, p, m, t, _: _xla(u, p, m, t),
+    )  # fmt: skip
+
+
+def packed_products(u, p, mask, target, packed: PackedObserved):
+    r""":func:`masked_lowrank_products` on entries packed by :func:`pack_observed` from this
+    ``mask`` and ``target``: the native kernel on CPU, the dense formulation (from ``mask`` and
+    ``target``) on other backends, under :func:`jax.vmap` and for derivatives. Use
+    :func:`native_applies` first (the kernel must be available)."""
+    _check_packed(packed, (u.shape[0], p.shape[1]))
+    return _kernel_or_dense(u, p, mask, target, packed)
 
 
 _DENSE_ONLY = contextvars.ContextVar("lowrank_theory_dense_only", default=False)
@@ -520,4 +507,4 @@ def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto", thread
         return _native(u, p, mask, target, threads)
     if _DENSE_ONLY.get() or not _native_usable(u.shape[1], u.dtype, p.dtype, target.dtype):
         return _xla(u, p, mask, target)
-    return jax.lax.platform_dependent(u, p, mask, target, cpu=_auto_cpu, default=_xla)
+    return _kernel_or_dense(u, p, mask, target)

@@ -239,8 +239,6 @@ def _grads(weights, target, mask, packed=None):
     grads = [None] * n
     if thin:
         if packed is not None:
-            if packed.shape != tuple(target.shape):
-                raise ValueError(f"packed entries of a {packed.shape} target, got {target.shape}")
             loss, grads[n - 1], b = _native.packed_products(weights[-1], p, mask, target, packed)
         else:
             loss, grads[n - 1], b = _native.masked_lowrank_products(weights[-1], p, mask, target)
