@@ -309,14 +309,20 @@ def run() -> list[dict]:
     parts = _masked_step_parts(d, k)
     nnz = int(_instance(d)[1].sum())
     # the model, flop time at the GEMM rate + pass time at the bandwidth, for each
-    # formulation of the step. Both have the small chain: 9 products of 2 d k^2 flops
-    # (3 prefix products W_l...V^T, 3 gradient products, 3 back-propagations).
+    # formulation of the step. The native step contracts the chain in the k x k coordinates
+    # (factorization._thin_grads): 3 products with a side d of 2 d k^2 flops each (M V^T,
+    # H V, M^T H) plus small x small ones (counted too); the dense formulation back-propagates
+    # through the chain: 9 products of 2 d k^2 flops (3 prefix products W_l...V^T, 3 gradient
+    # products, 3 back-propagations).
+    # small x small products for L = DEPTH core factors: L-1 for the products below each,
+    # L-2 above, 2L-2 for the core gradients
+    flop_small_n = 3 * 2 * d * k * k + (4 * DEPTH - 5) * 2 * k**3
     flop_small = 9 * 2 * d * k * k
     # native: 3 length-k operations per observed entry (dot, two axpys), counted as
     # matrix-multiply flops at the GEMM rate; no d x d pass: it reads the observed entries packed
     # once per run (a 4-byte column index and an 8-byte value each, 8-byte offsets per
     # 256-column block and row)
-    flop_n = 3 * 2 * k * nnz + flop_small
+    flop_n = 3 * 2 * k * nnz + flop_small_n
     bytes_n = 12 * nnz + 8 * (-(-d // _native.COLUMN_BLOCK) * d + 1)
     # dense: 3 d x d x k GEMMs; 6 float64 d x d passes (write F, read F and Phi, write E,
     # read E twice) and the 1-byte mask
@@ -337,8 +343,9 @@ def run() -> list[dict]:
     kernel_note = (
         f"Of the step, the masked products alone (kernel, this run's thread count) take "
         f"{t_kernel * 1e3:.3f} ms ({t_kernel * 1e9 / nnz:.2f} ns per observed entry; one thread "
-        f"{t_kernel1 * 1e3:.3f} ms = {t_kernel1 * 1e9 / nnz:.2f} ns), the rest of the chain (about "
-        f"20 small XLA ops) the remaining {(t_c - t_kernel) * 1e3:.3f} ms. A fraction of 0.6 "
+        f"{t_kernel1 * 1e3:.3f} ms = {t_kernel1 * 1e9 / nnz:.2f} ns), the rest of the chain "
+        f"(about a dozen XLA ops: three products with a side d, the small x small ones, the "
+        f"update) the remaining {(t_c - t_kernel) * 1e3:.3f} ms. A fraction of 0.6 "
         f"means a step of {t_model_n / 0.6 * 1e3:.3f} ms; after the chain that leaves "
         f"{kernel_budget * 1e3:.3f} ms for the kernel, i.e. its 6k flops per entry (gathers, "
         f"dots, scatters) at {sparse_flop_time / kernel_budget:.0%} of the GEMM rate (now "
@@ -366,7 +373,7 @@ def run() -> list[dict]:
         f" MB (the observed entries packed once per run: column index and value; no d x d pass) "
         f"= {t_model_n * 1e3:.3f} ms. {kernel_note}The same step on the "
         f"dense formulation (3 d x d x k GEMMs + one fused select pass, checked in the optimized "
-        f"HLO): {t_dense * 1e3:.3f} ms = {t_dense / t_c:.2f}x the time, against its model "
+        f"HLO; the chain back-propagated, 9 products with a side d): {t_dense * 1e3:.3f} ms = {t_dense / t_c:.2f}x the time, against its model "
         f"{flop_x / 1e6:.0f} MFLOP + {bytes_x / 1e6:.0f} MB (write F, read F and Phi, write E, "
         f"read E twice, mask) = {t_model_x * 1e3:.3f} ms: fraction {t_model_x / t_dense:.2f} "
         f"(stricter, perfect overlap max(flop, pass): {max(flop_x / gemm / 1e9, bytes_x / bw_d / 1e9) / t_dense:.2f}; "

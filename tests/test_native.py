@@ -311,6 +311,37 @@ def test_thin_chain_gradients_match_autodiff(depth):
 
 
 @needs_native
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(7, 60), (5, 7), (4, 5), (60, 4)],  # rectangular small middle factors
+        [(6, 60), (60, 6), (6, 60), (60, 6)],  # a middle factor wider than MAX_WIDTH
+        [(40, 60), (5, 40), (60, 5)],  # first factor taller than the last's width
+    ],
+)
+def test_thin_chain_gradients_in_small_coordinates_match_autodiff(shapes):
+    """The thin chain's gradients, contracted in the middle factors' coordinates when those are
+    small (_thin_grads) or back-propagated when one is not, equal autodiff of the dense loss."""
+    from lowrank_theory.factorization import _small_middle
+
+    keys = jax.random.split(jax.random.key(len(shapes)), len(shapes) + 2)
+    ws = tuple(
+        jax.random.normal(kk, s) / np.sqrt(s[1]) for kk, s in zip(keys, shapes, strict=False)
+    )
+    d = shapes[0][1]
+    mask = jax.random.uniform(keys[-2], (d, d)) < 0.3
+    target = jax.random.normal(keys[-1], (d, d))
+    assert _small_middle(ws) == all(max(s) <= _native.MAX_WIDTH for s in shapes[1:-1])
+    fn = jax.jit(lambda w: _grads(w, target, mask))
+    assert "lowrank_theory_masked_lowrank" in fn.lower(ws).as_text()
+    loss, grads = fn(ws)
+    _close(grads, _dense_grads(ws, target, mask), rtol=1e-11)
+    _close([loss], [factorization_loss(ws, target, mask)])
+    for g, w in zip(grads, ws, strict=True):
+        assert g.shape == w.shape
+
+
+@needs_native
 def test_compressed_completion_gd_matches_the_dense_step():
     """GD (11) on the compressed chain (V^T, W~_1..W~_3, U) goes through the native kernel and
     matches the gradients of the dense masked loss; 200 steps stay within rounding."""
