@@ -161,7 +161,7 @@ struct MaskSource {
   const uint8_t* M;
   const double* T;
   int64_t n;
-  // js, ts: scratch of kColumnBlock + 8 entries
+  // js, ts: scratch of kColumnBlock + 8 entries; the count of observed entries
   int64_t get(int64_t b, int64_t i, int32_t* js, double* ts, const int32_t** jp,
               const double** tp) const {
     const int64_t c0 = b * kColumnBlock, c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
@@ -174,27 +174,41 @@ struct MaskSource {
   }
 };
 
+// The layout pack_observed writes is checked for each (block, row) by the slot that reads it,
+// just before it reads it (in parallel, and in cache for the arithmetic that follows): offsets
+// within the arrays and not decreasing, columns strictly ascending and inside the block. A
+// packing made for another shape, truncated or altered is refused (-1), never read out of bounds.
 struct PackedSource {
   const int64_t* ptr;  // (nb * m + 1): entries of (b, i) are ptr[b m + i] .. ptr[b m + i + 1]
   const int32_t* cols;
   const double* vals;
-  int64_t m;
+  int64_t m, n, cap;  // cap: length of cols and vals (>= the entry count: padded)
   int64_t get(int64_t b, int64_t i, int32_t*, double*, const int32_t** jp,
               const double** tp) const {
-    const int64_t s0 = ptr[b * m + i];
-    *jp = cols + s0;
+    const int64_t s0 = ptr[b * m + i], s1 = ptr[b * m + i + 1];
+    const int64_t c0 = b * kColumnBlock, c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
+    if (s0 < 0 || s1 < s0 || s1 > cap || s1 - s0 > c1 - c0) return -1;
+    const int32_t* c = cols + s0;
+    const int64_t cnt = s1 - s0;
+    if (cnt > 0) {
+      int bad = (c[0] < c0) | (c[cnt - 1] >= c1);
+      for (int64_t s = 1; s < cnt; ++s) bad |= c[s] <= c[s - 1];
+      if (bad) return -1;
+    }
+    *jp = c;
     *tp = vals + s0;
-    return ptr[b * m + i + 1] - s0;
+    return cnt;
   }
 };
 
 // Rows [r0, r1) of a slot: pads its rows of U into UP (m x 4NV), zeroes its HT (n x 4NV) and
-// gacc ((r1 - r0) x 4NV), accumulates, and writes G rows r0..r1 (m x k). Returns sum e^2.
+// gacc ((r1 - r0) x 4NV), accumulates, and writes G rows r0..r1 (m x k). Returns sum e^2;
+// sets *refused (and stops) if the source refuses a (block, row).
 template <int NV, class Source>
 double rows(const Source& src, int64_t r0, int64_t r1, int64_t n, int64_t k,
             const double* __restrict__ U, double* __restrict__ UP, const double* __restrict__ PT,
             double* __restrict__ G, double* __restrict__ HT, double* __restrict__ gacc,
-            int32_t* js, double* ts) {
+            int32_t* js, double* ts, bool* refused) {
   constexpr int KP = 4 * NV;
   std::memset(HT, 0, sizeof(double) * n * KP);
   std::memset(gacc, 0, sizeof(double) * (r1 - r0) * KP);
@@ -215,6 +229,10 @@ double rows(const Source& src, int64_t r0, int64_t r1, int64_t n, int64_t k,
       const int32_t* jp;
       const double* tp;
       const int64_t c = src.get(b, i, js, ts, &jp, &tp);
+      if (c < 0) {
+        *refused = true;
+        return 0.0;
+      }
       row_entries<NV>(c, jp, tp, PT, HT, u, g, lossv, loss, eb);
       for (int q = 0; q < NV; ++q) st4(gi + 4 * q, g[q]);
     }
@@ -261,7 +279,8 @@ void run_slots(ffi::ThreadPool& pool, int64_t nt, const Work& work) {
 
 template <class Source>
 using RowsFn = double (*)(const Source&, int64_t, int64_t, int64_t, int64_t, const double*,
-                          double*, const double*, double*, double*, double*, int32_t*, double*);
+                          double*, const double*, double*, double*, double*, int32_t*, double*,
+                          bool*);
 template <class Source>
 constexpr RowsFn<Source> kRows[9] = {nullptr,
                                      rows<1, Source>, rows<2, Source>, rows<3, Source>,
@@ -311,6 +330,7 @@ ffi::Error Products(ffi::ThreadPool& pool, const Source& src, const double* Up, 
   if (nt > m / 64) nt = m / 64 < 1 ? 1 : m / 64;  // a slot per >= 64 rows
   if (nt > 256) nt = 256;
   double part[256];
+  bool refused[256] = {};
   double *up, *pt[256], *ht[256], *gacc[256], *ts[256];
   int32_t* js[256];
   Scratch& sc = tls_scratch;
@@ -336,9 +356,15 @@ ffi::Error Products(ffi::ThreadPool& pool, const Source& src, const double* Up, 
     for (int64_t j = 0; j < n; ++j)
       for (int64_t a = 0; a < kp; ++a) ptt[j * kp + a] = a < k ? P[a * n + j] : 0.0;
     part[t] = fn(src, m * t / nt, m * (t + 1) / nt, n, k, Up, up, ptt, Gp, ht[t], gacc[t],
-                 js[t], ts[t]);
+                 js[t], ts[t], &refused[t]);
   };
   run_slots(pool, nt, work);
+  for (int64_t t = 0; t < nt; ++t)
+    if (refused[t]) {
+      sc.trim(kKeepBytes);
+      return ffi::Error::InvalidArgument(
+          "masked_lowrank: packed entries are not in the pack_observed layout for this shape");
+    }
   // H summed in slot order (splitting this over the slots too was slower: a second dispatch)
   for (int64_t j = 0; j < n; ++j)
     for (int64_t a = 0; a < k; ++a) {
@@ -392,28 +418,12 @@ ffi::Error Packed(ffi::ThreadPool pool, ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi
   const int64_t nb = (n + kColumnBlock - 1) / kColumnBlock;
   const int64_t cap = static_cast<int64_t>(cols.element_count());  // >= nnz (padded)
   const int64_t* pp = ptr.typed_data();
-  const int32_t* cc = cols.typed_data();
-  // The layout pack_observed writes, checked every call in O(blocks x rows), so that a packing
-  // made for another shape, or truncated, is refused instead of read out of bounds: offsets that
-  // start at 0, never decrease and stay within the arrays (which pack_observed pads, so that
-  // masks with similar counts share a compiled GD loop); at most a block's width of entries per
-  // (block, row); the first and last column of each (block, row) inside that block. The columns
-  // between are trusted to be ascending, as pack_observed writes them.
+  // The arrays' sizes here; each (block, row) is checked by the slot that reads it (PackedSource)
   if (static_cast<int64_t>(ptr.element_count()) != nb * m + 1 ||
       static_cast<int64_t>(vals.element_count()) != cap || pp[0] != 0 || pp[nb * m] > cap)
     return ffi::Error::InvalidArgument(
         "masked_lowrank: packed entries do not match U and P (pack_observed layout)");
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t c0 = b * kColumnBlock, c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
-    for (int64_t i = 0; i < m; ++i) {
-      const int64_t s0 = pp[b * m + i], s1 = pp[b * m + i + 1];
-      if (s1 < s0 || s1 - s0 > c1 - c0 ||
-          (s1 > s0 && (cc[s0] < c0 || cc[s1 - 1] >= c1 || cc[s1 - 1] < cc[s0])))
-        return ffi::Error::InvalidArgument(
-            "masked_lowrank: packed entries are not in the pack_observed layout for this shape");
-    }
-  }
-  const PackedSource src{ptr.typed_data(), cols.typed_data(), vals.typed_data(), m};
+  const PackedSource src{ptr.typed_data(), cols.typed_data(), vals.typed_data(), m, n, cap};
   return Products(pool, src, u.typed_data(), p.typed_data(), m, n, k, g->typed_data(),
                   h->typed_data(), loss->typed_data(), threads);
 }
