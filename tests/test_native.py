@@ -233,15 +233,16 @@ def test_pack_observed_refuses_bad_input():
         wrong = dataclasses.replace(_native.pack_observed(mask, target), shape=(300, 300))
         with pytest.raises(Exception, match="not in the pack_observed layout"):
             jax.block_until_ready(_native._packed(u, p[:, :300], wrong))
-        # altered packings: an interior column out of range or out of order, overlapping
+        # altered packings: an interior column out of its block or out of range, overlapping
         # offsets; each is refused by the slot that would read it
         packed = _native.pack_observed(mask, target)
         ptr = np.asarray(packed.ptr)
         seg = int(np.flatnonzero(np.diff(ptr) >= 3)[0])  # a (block, row) with >= 3 entries
         s0 = int(ptr[seg])
+        assert seg < 300  # in column block 0: column COLUMN_BLOCK is in range, not in the block
         altered = [
             dataclasses.replace(packed, cols=packed.cols.at[s0 + 1].set(10**6)),
-            dataclasses.replace(packed, cols=packed.cols.at[s0 + 1].set(packed.cols[s0])),
+            dataclasses.replace(packed, cols=packed.cols.at[s0 + 1].set(_native.COLUMN_BLOCK)),
             dataclasses.replace(packed, ptr=packed.ptr.at[seg + 1].set(int(ptr[seg + 2]) + 1)),
         ]
         for bad in altered:
