@@ -328,28 +328,33 @@ def test_thin_chain_gradients_match_autodiff(depth):
 
 @needs_native
 @pytest.mark.parametrize(
-    "shapes",
+    ("shapes", "small"),
     [
-        [(7, 60), (5, 7), (4, 5), (60, 4)],  # rectangular small middle factors
-        [(6, 60), (60, 6), (6, 60), (60, 6)],  # a middle factor wider than MAX_WIDTH
-        [(40, 60), (5, 40), (60, 5)],  # first factor taller than the last's width
+        ([(7, 60), (5, 7), (4, 5), (60, 4)], True),  # rectangular small middle factors
+        ([(9, 300), (8, 9), (6, 8), (11, 6), (260, 11)], True),  # depth 5, two column blocks
+        ([(6, 60), (60, 6), (6, 60), (60, 6)], False),  # middle factors wider than MAX_WIDTH
+        ([(40, 60), (5, 40), (60, 5)], False),  # a middle factor 40 wide (> MAX_WIDTH)
     ],
 )
-def test_thin_chain_gradients_in_small_coordinates_match_autodiff(shapes):
+def test_thin_chain_gradients_in_small_coordinates_match_autodiff(shapes, small, monkeypatch):
     """The thin chain's gradients, contracted in the middle factors' coordinates when those are
-    small (_thin_grads) or back-propagated when one is not, equal autodiff of the dense loss."""
-    from lowrank_theory.factorization import _small_middle
+    small (_thin_grads) or back-propagated when one is not, equal autodiff of the dense loss;
+    the path taken is the one expected."""
+    from lowrank_theory import factorization
 
+    calls = []
+    contracted = factorization._thin_grads
+    monkeypatch.setattr(factorization, "_thin_grads", lambda *a: calls.append(1) or contracted(*a))
     keys = jax.random.split(jax.random.key(len(shapes)), len(shapes) + 2)
     ws = tuple(
         jax.random.normal(kk, s) / np.sqrt(s[1]) for kk, s in zip(keys, shapes, strict=False)
     )
-    d = shapes[0][1]
-    mask = jax.random.uniform(keys[-2], (d, d)) < 0.3
-    target = jax.random.normal(keys[-1], (d, d))
-    assert _small_middle(ws) == all(max(s) <= _native.MAX_WIDTH for s in shapes[1:-1])
+    m, n = shapes[-1][0], shapes[0][1]
+    mask = jax.random.uniform(keys[-2], (m, n)) < 0.3
+    target = jax.random.normal(keys[-1], (m, n))
     fn = jax.jit(lambda w: _grads(w, target, mask))
     assert "lowrank_theory_masked_lowrank" in fn.lower(ws).as_text()
+    assert len(calls) == int(small)
     loss, grads = fn(ws)
     _close(grads, _dense_grads(ws, target, mask), rtol=1e-11)
     _close([loss], [factorization_loss(ws, target, mask)])

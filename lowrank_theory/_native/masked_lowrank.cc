@@ -193,7 +193,10 @@ struct PackedSource {
     const int64_t* p = ptr + b * m;
     if (p[r0] < 0 || p[r1] > cap) return false;
     int bad = 0;
-    for (int64_t i = r0; i < r1; ++i) bad |= (p[i + 1] < p[i]) | (p[i + 1] - p[i] > c1 - c0);
+    // unsigned: a decrease wraps to a huge count (and no signed overflow for any offsets)
+    for (int64_t i = r0; i < r1; ++i)
+      bad |= static_cast<uint64_t>(p[i + 1]) - static_cast<uint64_t>(p[i]) >
+             static_cast<uint64_t>(c1 - c0);
     if (bad) return false;
     int32_t lo = INT32_MAX, hi = INT32_MIN;
     for (int64_t s = p[r0]; s < p[r1]; ++s) {
@@ -213,12 +216,13 @@ struct PackedSource {
 
 // Rows [r0, r1) of a slot: pads its rows of U into UP (m x 4NV), zeroes its HT (n x 4NV) and
 // gacc ((r1 - r0) x 4NV), accumulates, and writes G rows r0..r1 (m x k). Returns sum e^2;
-// sets *refused (and stops) if the source refuses the rows of a column block.
+// sets *refused and stops if the source refuses the rows of a column block, or stops when
+// another slot has set it.
 template <int NV, class Source>
 double rows(const Source& src, int64_t r0, int64_t r1, int64_t n, int64_t k,
             const double* __restrict__ U, double* __restrict__ UP, const double* __restrict__ PT,
             double* __restrict__ G, double* __restrict__ HT, double* __restrict__ gacc,
-            int32_t* js, double* ts, bool* refused) {
+            int32_t* js, double* ts, std::atomic<bool>* refused) {
   constexpr int KP = 4 * NV;
   std::memset(HT, 0, sizeof(double) * n * KP);
   std::memset(gacc, 0, sizeof(double) * (r1 - r0) * KP);
@@ -229,8 +233,9 @@ double rows(const Source& src, int64_t r0, int64_t r1, int64_t n, int64_t k,
   double eb[kColumnBlock + 8];
   const int64_t nb = (n + kColumnBlock - 1) / kColumnBlock;
   for (int64_t b = 0; b < nb; ++b) {
+    if (refused->load(std::memory_order_relaxed)) return 0.0;
     if (!src.check(b, r0, r1)) {
-      *refused = true;
+      refused->store(true, std::memory_order_relaxed);
       return 0.0;
     }
     for (int64_t i = r0; i < r1; ++i) {
@@ -290,7 +295,7 @@ void run_slots(ffi::ThreadPool& pool, int64_t nt, const Work& work) {
 template <class Source>
 using RowsFn = double (*)(const Source&, int64_t, int64_t, int64_t, int64_t, const double*,
                           double*, const double*, double*, double*, double*, int32_t*, double*,
-                          bool*);
+                          std::atomic<bool>*);
 template <class Source>
 constexpr RowsFn<Source> kRows[9] = {nullptr,
                                      rows<1, Source>, rows<2, Source>, rows<3, Source>,
@@ -340,7 +345,7 @@ ffi::Error Products(ffi::ThreadPool& pool, const Source& src, const double* Up, 
   if (nt > m / 64) nt = m / 64 < 1 ? 1 : m / 64;  // a slot per >= 64 rows
   if (nt > 256) nt = 256;
   double part[256];
-  bool refused[256] = {};
+  std::atomic<bool> refused{false};  // read after run_slots (its done counter orders it)
   double *up, *pt[256], *ht[256], *gacc[256], *ts[256];
   int32_t* js[256];
   Scratch& sc = tls_scratch;
@@ -366,15 +371,14 @@ ffi::Error Products(ffi::ThreadPool& pool, const Source& src, const double* Up, 
     for (int64_t j = 0; j < n; ++j)
       for (int64_t a = 0; a < kp; ++a) ptt[j * kp + a] = a < k ? P[a * n + j] : 0.0;
     part[t] = fn(src, m * t / nt, m * (t + 1) / nt, n, k, Up, up, ptt, Gp, ht[t], gacc[t],
-                 js[t], ts[t], &refused[t]);
+                 js[t], ts[t], &refused);
   };
   run_slots(pool, nt, work);
-  for (int64_t t = 0; t < nt; ++t)
-    if (refused[t]) {
-      sc.trim(kKeepBytes);
-      return ffi::Error::InvalidArgument(
-          "masked_lowrank: packed entries are not in the pack_observed layout for this shape");
-    }
+  if (refused.load(std::memory_order_relaxed)) {
+    sc.trim(kKeepBytes);
+    return ffi::Error::InvalidArgument(
+        "masked_lowrank: packed entries are not in the pack_observed layout for this shape");
+  }
   // H summed in slot order (splitting this over the slots too was slower: a second dispatch)
   for (int64_t j = 0; j < n; ++j)
     for (int64_t a = 0; a < k; ++a) {
