@@ -219,6 +219,14 @@ def prepare_observed(weights, target, mask):
     return _native.pack_observed(mask, target)
 
 
+def _residual_products(wl, p, mask, target, packed):
+    """(loss, E p^T, W_L^T E) of the thin step: from the entries packed once per run when given,
+    else from the mask (:func:`~lowrank_theory._native.masked_lowrank_products`)."""
+    if packed is not None:
+        return _native.packed_products(wl, p, mask, target, packed)
+    return _native.masked_lowrank_products(wl, p, mask, target)
+
+
 def _small_middle(weights) -> bool:
     """Whether the factors between the first and the last are all at most ``MAX_WIDTH`` on
     each side (e.g. the 2r x 2r core of the compressed factorization (11))."""
@@ -245,10 +253,7 @@ def _thin_grads(weights, target, mask, packed):
         above.append(w if above[-1] is None else above[-1] @ w)
     m = below[-1]
     p = w1 if m is None else m @ w1
-    if packed is not None:
-        loss, g_last, h = _native.packed_products(wl, p, mask, target, packed)
-    else:
-        loss, g_last, h = _native.masked_lowrank_products(wl, p, mask, target)
+    loss, g_last, h = _residual_products(wl, p, mask, target, packed)
     grads = [h if m is None else m.T @ h]
     if mid:
         c = h @ w1.T  # W_L^T E W_1^T
@@ -283,10 +288,7 @@ def _grads(weights, target, mask, packed=None):
         prefix.append(p)
     grads = [None] * n
     if thin:
-        if packed is not None:
-            loss, grads[n - 1], b = _native.packed_products(weights[-1], p, mask, target, packed)
-        else:
-            loss, grads[n - 1], b = _native.masked_lowrank_products(weights[-1], p, mask, target)
+        loss, grads[n - 1], b = _residual_products(weights[-1], p, mask, target, packed)
         top = n - 2
     else:
         e = p - target
