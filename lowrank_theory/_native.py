@@ -33,7 +33,8 @@ of the dense one (``make bench``, ``dmc.compressed_step_dense_over_native``).
 The kernel works in two phases per row and 256-column block (the errors of four entries at a
 time, their dot products reduced together; then the updates of $G$ and $H$), on 64-byte aligned
 work buffers kept between calls, and splits the rows into slots run on XLA's intra-op thread
-pool, each slot with a private $H$ buffer summed in slot order.
+pool, each slot with a private $H$ buffer; once all slots are done the buffers are summed in slot
+order, a range of columns per participant (so results depend on the slot count only).
 
 The kernel is compiled on first use with the system C++ compiler (``$CXX``, else ``c++``,
 ``g++`` or ``clang++``), ``-O3 -march=native``, against the XLA FFI headers that ship with
