@@ -14,8 +14,8 @@ import optax
 from _timing import entry, time_fn
 
 import lowrank_theory as lt
-from lowrank_theory import deep_lora as dl
-from lowrank_theory import models
+from lowrank_theory.dmf import deep_lora as dl
+from lowrank_theory.dmf import models
 
 WIDTH, DEPTH, BATCH, R = 1024, 4, 256, 8
 

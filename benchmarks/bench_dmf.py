@@ -16,9 +16,9 @@ from _timing import entry, time_fn
 from bench_linalg import gemm_gflops, memory_bandwidth_gbs
 
 import lowrank_theory as lt
-from lowrank_theory import _native
-from lowrank_theory.factorization import gd_step, prepare_observed
-from lowrank_theory.linalg import random_with_spectrum
+from lowrank_theory.core.linalg import random_with_spectrum
+from lowrank_theory.dmf import masked_products as _native
+from lowrank_theory.dmf.factorization import gd_step, prepare_observed
 
 DEPTH = 3
 
@@ -354,7 +354,7 @@ def run() -> list[dict]:
         else ""
     )
     how = (
-        "native CPU kernel on the observed entries, packed once per run (lowrank_theory._native)"
+        "native CPU kernel on the observed entries, packed once per run (lowrank_theory.dmf.masked_products)"
         if native
         else "dense formulation (the native kernel is unavailable here: "
         + lt.native_status()["reason"]

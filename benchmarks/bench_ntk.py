@@ -5,7 +5,7 @@ Model: tanh MLP with 3 hidden layers of width 256, input 64, scalar output (size
 implementations run in this one process, compile excluded (``time_fn``):
 
 * naive: ``vmap(grad)`` materialises the full ``n x p`` Jacobian J, then ``J @ J.T``;
-* blocked: :func:`lowrank_theory.ntk.empirical_ntk` ``method="jacobian"`` (64-row blocks, two
+* blocked: :func:`lowrank_theory.lin.ntk.empirical_ntk` ``method="jacobian"`` (64-row blocks, two
   ``64 x p`` Jacobian blocks alive at a time); also ``method="ntvp"`` for the choice of default;
 * structured: ``method="structured"`` (dense-layer outer products, no Jacobian).
 
@@ -19,8 +19,8 @@ import numpy as np
 from _timing import entry, time_fn
 
 import lowrank_theory  # noqa: F401  (float64)
-from lowrank_theory.models_small import MLP, _subset_kernel_impl, mlp_init
-from lowrank_theory.ntk import (
+from lowrank_theory.lin.models import MLP, _subset_kernel_impl, mlp_init
+from lowrank_theory.lin.ntk import (
     _flat_grad_fn,
     _pad_blocks,
     empirical_ntk,

@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from lowrank_theory.experiments_io import atomic_write_text, machine_info, package_versions  # noqa: E402
+from lowrank_theory.pipeline.records import atomic_write_text, machine_info, package_versions  # noqa: E402
 
 
 def table(rows: list[dict]) -> str:

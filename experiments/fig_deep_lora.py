@@ -1,6 +1,6 @@
 r"""Figure ``deep-lora``: Figs. 6-8 and 11 of seed 004 in miniature (Deep LoRA vs vanilla LoRA).
 
-Reproduces, on small tanh MLPs pre-trained in :mod:`lowrank_theory.models` instead of BERT:
+Reproduces, on small tanh MLPs pre-trained in :mod:`lowrank_theory.dmf.models` instead of BERT:
 
 * (a) Fig. 6: validation metric vs number of few-shot training samples $n$ for LoRA and Deep
   LoRA ($r=8$), mean and 95 % CI over ``seeds`` draws of the training set (paired);
@@ -41,10 +41,10 @@ import dataclasses
 
 import numpy as np
 
-from lowrank_theory import models
-from lowrank_theory.claims.deeplora import ci95
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.plotting import COLORS, subplots
+from lowrank_theory.claims.dmf.deep_lora import ci95
+from lowrank_theory.dmf import models
+from lowrank_theory.pipeline.plotting import COLORS, subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)

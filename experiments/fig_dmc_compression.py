@@ -10,7 +10,7 @@ per step, compile excluded; the compressed runs include their setup).
 
 Ground truth $\Phi$: Haar singular vectors, $r^\star$ unit singular values. Loss: ½·sum over
 observed entries; the reference code's ½·mean over $d^2$ entries corresponds to
-$\eta_{ref} = d^2\eta$ (``lowrank_theory.factorization.lr_from_mean_loss``).
+$\eta_{ref} = d^2\eta$ (``lowrank_theory.dmf.factorization.lr_from_mean_loss``).
 
 Command: ``make fig-dmc-compression`` (``--quick``: $d=30$, 1000 steps (smoke run); default: $d=200$, $p=0.2$;
 ``FULL=1``: the paper's $d=1000$, $p=0.2$). Runtime on 2 cores: quick ~8 s, default ~2 min,
@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.plotting import COLORS, subplots
+from lowrank_theory.pipeline.plotting import COLORS, subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,9 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.completion import first_below, padded_narrow_init, run_gd_batch
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.plotting import COLORS, subplots
+from lowrank_theory.dmf.completion import first_below, padded_narrow_init, run_gd_batch
+from lowrank_theory.pipeline.plotting import COLORS, subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,14 +30,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lowrank_theory.completion import (
+from lowrank_theory.dmf.completion import (
     completion_instance,
     first_below,
     padded_narrow_init,
     run_gd_batch,
 )
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.plotting import subplots
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ fine-tuning of that subset (split GD, λ = 2σ, fixed budget of steps).
 Tasks (nothing downloaded): scikit-learn digits (pre-train "digit < 5", fine-tune "digit even",
 ±1 targets) and a synthetic regression (pre-train $\sin(w_1\cdot x)$, fine-tune
 $\sin(w_1\cdot x)+\tfrac12\cos(w_2\cdot x)$). MLP (d, 32, 32, 1) with tanh. The NTK of each
-subset is computed by the structured path (exact) of :func:`lowrank_theory.ntk.empirical_ntk`.
+subset is computed by the structured path (exact) of :func:`lowrank_theory.lin.ntk.empirical_ntk`.
 
 Command: ``make fig-lin-condition``. Expected runtime: quick ~20 s, default ~1-2 min.
 
@@ -29,9 +29,8 @@ import jax
 import numpy as np
 from scipy.stats import spearmanr
 
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.linearization import regularized_finetune
-from lowrank_theory.models_small import (
+from lowrank_theory.lin.linearization import regularized_finetune
+from lowrank_theory.lin.models import (
     LayerSubset,
     LoRALayer,
     digits_tasks,
@@ -39,8 +38,9 @@ from lowrank_theory.models_small import (
     pretrain,
     synthetic_tasks,
 )
-from lowrank_theory.ntk import empirical_ntk, risk_bounds
-from lowrank_theory.plotting import subplots
+from lowrank_theory.lin.ntk import empirical_ntk, risk_bounds
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 SUBSETS = ("0", "1", "2", "0+1", "1+2", "0+1+2", "lora0", "lora1")
 

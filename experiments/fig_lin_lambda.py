@@ -7,7 +7,7 @@ test accuracy, next to the Theorem 2 (corrected: initial residual) and Theorem 3
 with **certified** Lipschitz constants.
 
 Model and tasks: a two-layer tanh MLP (64, 32, 1) (the class with certified constants,
-:func:`lowrank_theory.lipschitz.two_layer_lipschitz`) pre-trained with Adam on scikit-learn's
+:func:`lowrank_theory.lin.lipschitz.two_layer_lipschitz`) pre-trained with Adam on scikit-learn's
 digits, task "digit < 5" (±1 targets); fine-tuned with the seed's split GD (Lemma 3) on
 "digit even" from the pre-trained $\theta_0$, loss $\tilde R = \|f(x^*)-y^*\|^2$.
 
@@ -32,16 +32,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.linearization import (
+from lowrank_theory.lin.linearization import (
     linearize,
     regularized_finetune,
     theorem2_bound,
     theorem3_bound,
 )
-from lowrank_theory.lipschitz import two_layer_lipschitz
-from lowrank_theory.models_small import MLP, digits_tasks, mlp_init, pretrain
-from lowrank_theory.plotting import subplots
+from lowrank_theory.lin.lipschitz import two_layer_lipschitz
+from lowrank_theory.lin.models import MLP, digits_tasks, mlp_init, pretrain
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,8 +29,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.models_small import (
+from lowrank_theory.lin.models import (
     LayerSubset,
     LoRALayer,
     digits_tasks,
@@ -38,8 +37,9 @@ from lowrank_theory.models_small import (
     pretrain,
     synthetic_tasks,
 )
-from lowrank_theory.ntk import empirical_ntk, layer_selection, theorem6_bounds
-from lowrank_theory.plotting import subplots
+from lowrank_theory.lin.ntk import empirical_ntk, layer_selection, theorem6_bounds
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)

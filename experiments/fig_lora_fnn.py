@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.plotting import subplots
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _one_layer(cfg: Config, n_layers: int) -> dict:
     ws, bs, tws, tbs, x = _instance(cfg, n_layers, 1)
     y = lt.relu_fnn(tws, tbs, x)
     sig = x.T @ x / x.shape[0]
-    e = np.asarray(tws[0] - lt.expressivity._product(ws, cfg.d))
+    e = np.asarray(tws[0] - lt.linalg.chain_product(ws, identity=cfg.d))
     s = np.linalg.svd(e, compute_uv=False)
     out = {"L": n_layers, "ranks": list(range(1, cfg.d + 1))}
     out["threshold"] = lt.min_lora_rank(ws, tws[0])

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.plotting import subplots
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _one_depth(cfg: Config, n_layers: int) -> dict:
         spec, mse = [], []
         for s in range(cfg.gd_seeds):
             key = jax.random.fold_in(jax.random.key(cfg.seed + 1000), s)
-            trained = lt.expressivity.train_linear_lora(
+            trained = lt.lora.linear.train_linear_lora(
                 frozen, target, r, key, starts=1, steps=cfg.gd_steps, lr=cfg.lr
             )
             diff = lt.lora_product(frozen, trained) - target
@@ -92,7 +92,7 @@ def _one_depth(cfg: Config, n_layers: int) -> dict:
         out["gd_mse"].append(mse)
     # the best achievable MSE with rank RL: sum of the squared tail singular values of E
     s = np.asarray(
-        jnp.linalg.svd(target - lt.expressivity._product(frozen, cfg.d), compute_uv=False)
+        jnp.linalg.svd(target - lt.linalg.chain_product(frozen, identity=cfg.d), compute_uv=False)
     )
     out["optimal_mse"] = [float(np.sum(s[r * n_layers :] ** 2)) for r in ranks]
     return out

@@ -38,9 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.linalg import random_orthogonal, random_with_spectrum
-from lowrank_theory.plotting import subplots
+from lowrank_theory.core.linalg import random_orthogonal, random_with_spectrum
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)

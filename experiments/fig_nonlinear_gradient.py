@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.linalg import random_with_spectrum
-from lowrank_theory.plotting import subplots
+from lowrank_theory.core.linalg import random_with_spectrum
+from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +50,7 @@ def _one(cfg: Config, s: int) -> dict:
     phi = random_with_spectrum(k2, cfg.d, cfg.d, np.ones(cfg.rstar))
     g = lt.nonlinear_gradient(ws, phi, layer=2)
     sv = np.asarray(jnp.linalg.svd(g, compute_uv=False))
-    lin = lt.factorization._grads(ws, phi, None)[1][1]
+    lin = lt.factorization.loss_and_gradients(ws, phi, None)[1][1]
     sl = np.asarray(jnp.linalg.svd(lin, compute_uv=False))
     return {"nonlinear": sv[:60] / sv[0], "linear": sl[:60] / sl[0],
             "ratios": (sv[:10] / sv[1:11]).tolist()}  # fmt: skip

@@ -34,10 +34,10 @@ import jax
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.experiments_io import Sweep, run_experiment
-from lowrank_theory.plotting import COLORS, subplots
-from lowrank_theory.sparse_ft import svd_r
-from lowrank_theory.sparse_ft_bounds import label_shift_epsilon, notation
+from lowrank_theory.pipeline.plotting import COLORS, subplots
+from lowrank_theory.pipeline.records import Sweep, run_experiment
+from lowrank_theory.s2ft.bounds import label_shift_epsilon, notation
+from lowrank_theory.s2ft.solutions import svd_r
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _models(cfg: Config, inst, n=None, key=None):
     }
     data = None if n is None else lt.sample(inst, n, key)
     models = {
-        "pre-trained": lt.sparse_ft.pretrained(inst, cfg.ell),
+        "pre-trained": lt.s2ft.solutions.pretrained(inst, cfg.ell),
         "LoRA": lt.min_norm_lora(inst, cfg.ell, cfg.r, data=data),
         "full FT (layer l)": lt.full_ft(inst, cfg.ell, data=data),
     }

@@ -3,29 +3,38 @@ r"""lowrank_theory: the theory of parameter-efficient fine-tuning, as numbers an
 Importing the package enables float64 in JAX (``jax_enable_x64``) before any array exists;
 every theorem check relies on it.
 
-The public API is re-exported here explicitly; submodules hold the details:
+The public API is re-exported here explicitly. The package has one subpackage per paper, named
+like the claim prefixes, over a shared core and under the pipeline:
 
-* :mod:`lowrank_theory.linalg`: shared numerics (σ_k, LR_r, ranks, projectors, roots, angles).
-* :mod:`lowrank_theory.expressivity`: the expressive power of LoRA (seed 000).
-* :mod:`lowrank_theory.expressivity_relu`, :mod:`lowrank_theory.transfer`: LoRA for ReLU
-  networks (Lemma 9, Theorem 5) and the Stein transfer estimator (seed 000).
-* :mod:`lowrank_theory.factorization`, :mod:`lowrank_theory.compression`,
-  :mod:`lowrank_theory.completion`: deep matrix factorization/completion, invariant subspaces,
-  compression (seed 004); the masked residual products of completion GD run on the observed
-  entries by a native CPU kernel when one can be built (:func:`native_status`).
-* :mod:`lowrank_theory.claims`, :mod:`lowrank_theory.audit`: the claim registry and the audit.
-* :mod:`lowrank_theory.experiments_io`, :mod:`lowrank_theory.plotting`: figure pipeline.
+* :mod:`lowrank_theory.core`: precision (``tolerance``), validation, linear algebra (the one
+  copy of chain products, truncated SVD, the rank rule, roots, angles, random spectra),
+  small statistics.
+* :mod:`lowrank_theory.lora` (seed 000, claims ``lora.*``): linear (Lemma 1), relu (Lemma 9,
+  Theorem 5), transfer (Stein estimator, reduced-rank fit).
+* :mod:`lowrank_theory.s2ft` (seed 002, claims ``s2ft.*``): deep linear instances, min-norm
+  solutions, Appendix F notation and bounds, gradient dynamics.
+* :mod:`lowrank_theory.lin` (seed 003, claims ``lin.*``): linearization, empirical NTK, KRR risk
+  bounds, Lipschitz constants, small models.
+* :mod:`lowrank_theory.dmf` (seed 004, claims ``dmf.*``): deep matrix factorization and
+  completion, invariant subspaces, compression, Deep LoRA, masked products (dense / packed /
+  native kernel).
+* :mod:`lowrank_theory.claims`: the claim registry, one subpackage per paper.
+* :mod:`lowrank_theory.pipeline`: the audit, experiment records, plotting, generated docs.
+
+The flat module paths of earlier releases (``lowrank_theory.expressivity``, ...) still import,
+with a :class:`DeprecationWarning` (:mod:`lowrank_theory.core.deprecation`).
 """
 
-from . import _precision as _precision  # noqa: I001  (first: sets jax_enable_x64)
+from .core import precision as _precision  # noqa: F401, I001  (first: sets jax_enable_x64)
+from .core import deprecation as _deprecation
 
 import importlib.metadata as _metadata
 
-from ._precision import DTYPE as DTYPE, EPS as EPS, tolerance as tolerance
-from . import linalg as linalg
+from .core.precision import DTYPE as DTYPE, EPS as EPS, tolerance as tolerance
+from .core import linalg as linalg
 
 # --- seed 000: expressive power of LoRA ---------------------------------------------------
-from .expressivity import (
+from .lora.linear import (
     linear_adapters as linear_adapters,
     linear_min_error as linear_min_error,
     lora_product as lora_product,
@@ -33,7 +42,7 @@ from .expressivity import (
 )
 
 # --- seed 002: S²FT vs LoRA in deep linear networks ------------------------------------------
-from .sparse_ft import (
+from .s2ft.solutions import (
     DeepLinearInstance as DeepLinearInstance,
     FineTuned as FineTuned,
     build_instance as build_instance,
@@ -45,11 +54,11 @@ from .sparse_ft import (
     sample as sample,
     sparsity_level as sparsity_level,
 )
-from . import sparse_ft_bounds as sparse_ft_bounds
-from .sparse_ft_ops import gd_lora as gd_lora, gd_s2ft as gd_s2ft
+from .s2ft import bounds as sparse_ft_bounds  # noqa: F401  (public name of earlier releases)
+from .s2ft.dynamics import gd_lora as gd_lora, gd_s2ft as gd_s2ft
 
 # --- seed 000: LoRA for ReLU networks (Lemma 9, Theorem 5) and low-rank transfer -----------
-from .expressivity_relu import (
+from .lora.relu import (
     relu_adapters as relu_adapters,
     relu_fnn as relu_fnn,
     theorem5_bound as theorem5_bound,
@@ -57,7 +66,7 @@ from .expressivity_relu import (
     train_lora as train_lora,
     uniform_partition as uniform_partition,
 )
-from .transfer import (
+from .lora.transfer import (
     estimate_shift as estimate_shift,
     finetune_first_layer as finetune_first_layer,
     reduced_rank_fit as reduced_rank_fit,
@@ -68,8 +77,12 @@ from .transfer import (
 )
 
 # --- seed 004: compressible dynamics (deep matrix factorization / completion) -------------
-from . import compression as compression, completion as completion, factorization as factorization
-from .compression import (
+from .dmf import (
+    completion as completion,
+    compression as compression,
+    factorization as factorization,
+)
+from .dmf.compression import (
     Compressed as Compressed,
     InvariantSubspaces as InvariantSubspaces,
     compress as compress,
@@ -79,12 +92,12 @@ from .compression import (
     run_narrow as run_narrow,
     subspaces_from_gradient as subspaces_from_gradient,
 )
-from .completion import completion_instance as completion_instance, run_gd_batch as run_gd_batch
-from ._native import (
+from .dmf.completion import completion_instance as completion_instance, run_gd_batch as run_gd_batch
+from .dmf.masked_products import (
     masked_lowrank_products as masked_lowrank_products,
     native_status as native_status,
 )
-from .factorization import (
+from .dmf.factorization import (
     end_to_end as end_to_end,
     nonlinear_gradient as nonlinear_gradient,
     numerical_rank_fig7 as numerical_rank_fig7,
@@ -96,8 +109,8 @@ from .factorization import (
 )
 
 # --- seed 004, Section 4: Deep LoRA --------------------------------------------------------
-from . import deep_lora as deep_lora
-from .deep_lora import (
+from .dmf import deep_lora as deep_lora
+from .dmf.deep_lora import (
     Adapter as Adapter,
     deep_lora_adapters as deep_lora_adapters,
     full_width_adapters as full_width_adapters,
@@ -107,12 +120,12 @@ from .deep_lora import (
 )
 
 # --- seed 003: linearization of fine-tuning, empirical NTK, kernel ridge risk bounds -------
-from .linearization import (
+from .lin.linearization import (
     gradient_flow as gradient_flow,
     linearize as linearize,
     regularized_finetune as regularized_finetune,
 )
-from .ntk import (
+from .lin.ntk import (
     empirical_ntk as empirical_ntk,
     eta as eta,
     krr_fit as krr_fit,
@@ -123,6 +136,10 @@ from .ntk import (
     risk_bounds as risk_bounds,
     theorem7_interval as theorem7_interval,
 )
+
+from . import core as core, dmf as dmf, lin as lin, lora as lora, s2ft as s2ft
+
+_deprecation.install(__name__)
 
 try:
     __version__ = _metadata.version("lowrank_theory")

@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--claims", default="")
     args = parser.parse_args(argv)
 
-    from . import audit
     from .claims import all_claims
+    from .pipeline import audit
 
     if args.cmd == "list":
         for c in all_claims(args.claims):
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if ce:
         print("\nCounterexamples (statements false as written):\n" + ce)
     if args.json:
-        from .experiments_io import run_metadata
+        from .pipeline.records import run_metadata
 
         meta = run_metadata({"claims": args.claims, "examples": args.examples}, args.seed)
         audit.write_json(reports, args.json, meta)

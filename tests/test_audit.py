@@ -7,8 +7,8 @@ import sys
 
 from hypothesis import strategies as st
 
-from lowrank_theory import audit
 from lowrank_theory.claims import Claim, compare, get
+from lowrank_theory.pipeline import audit
 
 
 def _toy(expected="holds", counterexample=None, bound=1.0):
@@ -126,7 +126,7 @@ def test_get_unknown_claim_lists_known():
 
 
 def test_load_json_restores_non_finite_tightness(tmp_path):
-    from lowrank_theory.audit import ClaimReport, format_table, load_json, write_json
+    from lowrank_theory.pipeline.audit import ClaimReport, format_table, load_json, write_json
 
     rep = ClaimReport("x.y", "src", "holds", "empirical", 3, 0, math.inf, None, None, 1.0)
     write_json([rep], tmp_path / "r.json", {"seed": 0})

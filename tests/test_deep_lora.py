@@ -1,4 +1,4 @@
-"""Unit tests for lowrank_theory.deep_lora and lowrank_theory.models (seed 004, Section 4)."""
+"""Unit tests for lowrank_theory.dmf.deep_lora and lowrank_theory.dmf.models (seed 004, Section 4)."""
 
 import json
 import os
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import lowrank_theory as lt
-from lowrank_theory import deep_lora as dl
-from lowrank_theory import models
+from lowrank_theory.dmf import deep_lora as dl
+from lowrank_theory.dmf import models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,7 +214,7 @@ _MULTI = """
 import json, sys
 sys.path.insert(0, {root!r})
 import jax, numpy as np
-from lowrank_theory import models
+from lowrank_theory.dmf import models
 task = models.get_task("teacher")
 out = models.few_shot(task, "deep", 16, [0, 1, 2], steps=10, lr=1e-2)
 alone = models.few_shot(task, "deep", 16, [2], steps=10, lr=1e-2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lowrank_theory import experiments_io as eio
+from lowrank_theory.pipeline import records as eio
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import lowrank_theory as lt
-from lowrank_theory.claims.lora import build_lemma1
-from lowrank_theory.expressivity import lemma1_construction, train_linear_lora
+from lowrank_theory.claims.lora.linear import build_lemma1
+from lowrank_theory.lora.linear import lemma1_construction, train_linear_lora
 
 
 def _instance(d, n_layers, seed=0, rank_e=None, e_scale=2.0, spectrum="decaying"):

@@ -1,4 +1,4 @@
-"""Unit, bad-input and cross-check tests of lowrank_theory.expressivity_relu (seed 000, Cases 2-3)."""
+"""Unit, bad-input and cross-check tests of lowrank_theory.lora.relu (seed 000, Cases 2-3)."""
 
 import math
 import os
@@ -13,7 +13,7 @@ import pytest
 import scipy.linalg
 
 import lowrank_theory as lt
-from lowrank_theory.expressivity_relu import theorem5_bound, uniform_partition
+from lowrank_theory.lora.relu import theorem5_bound, uniform_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,23 +17,24 @@ import numpy as np
 import pytest
 
 from lowrank_theory import EPS
-from lowrank_theory.completion import (
+from lowrank_theory.core.linalg import principal_angles, random_with_spectrum
+from lowrank_theory.dmf.completion import (
     completion_instance,
     first_below,
     padded_narrow_init,
     run_gd_batch,
 )
-from lowrank_theory.compression import (
+from lowrank_theory.dmf.compression import (
     compress,
     compress_from_gradient,
     invariant_subspaces,
     run_compressed,
     run_narrow,
 )
-from lowrank_theory.factorization import (
-    _grads,
+from lowrank_theory.dmf.factorization import (
     end_to_end,
     factorization_loss,
+    loss_and_gradients,
     lr_from_mean_loss,
     nonlinear_factorization,
     nonlinear_gradient,
@@ -44,7 +45,6 @@ from lowrank_theory.factorization import (
     run_factorization,
     run_gd,
 )
-from lowrank_theory.linalg import principal_angles, random_with_spectrum
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_gradients_match_autodiff(depth):
     ws, phi = _problem(d=5, depth=depth, eps=0.7)
     mask = jax.random.uniform(jax.random.key(3), (5, 5)) < 0.6
     for m in (None, mask):
-        loss, g = _grads(ws, phi, m)
+        loss, g = loss_and_gradients(ws, phi, m)
         ref = jax.grad(lambda w, m=m: factorization_loss(w, phi, m))(ws)
         assert abs(float(loss) - float(factorization_loss(ws, phi, m))) < 1e-14
         for a, b in zip(g, ref, strict=True):
@@ -106,7 +106,7 @@ def test_run_gd_records_and_matches_python_loop():
     for t in range(13):
         if t % 4 == 0:
             losses.append(float(factorization_loss(w, phi)))
-        _, g = _grads(tuple(w), phi, None)
+        _, g = loss_and_gradients(tuple(w), phi, None)
         w = [(1 - 0.2 * 0.01) * a - 0.2 * b for a, b in zip(w, g, strict=True)]
     np.testing.assert_allclose(res.records["loss"], losses, rtol=1e-12)
     assert list(res.steps) == [0, 4, 8, 12]
@@ -189,7 +189,7 @@ def test_invariant_subspaces_methods_agree_and_report_gap():
 def test_gradient_subspaces_match_the_thin_svd(top, monkeypatch):
     """The eigh(M^T M) route of subspaces_from_gradient gives the thin SVD's subspace and values
     to rounding; an ill-conditioned kept block (sigma_1/sigma_k > 100) takes the SVD itself."""
-    from lowrank_theory.compression import subspaces_from_gradient
+    from lowrank_theory.dmf.compression import subspaces_from_gradient
 
     d, eps = 40, 1e-2
     ws = orthogonal_init(jax.random.key(3), d, 3, eps)
@@ -270,7 +270,7 @@ def test_compress_refuses_and_reusable_piece():
     ws, phi = _problem(d=8, depth=3)
     with pytest.raises(ValueError, match="rank >= d/2"):
         compress(ws, phi, 4)
-    g1 = _grads(ws, phi, None)[1][0]
+    g1 = loss_and_gradients(ws, phi, None)[1][0]
     c = compress_from_gradient(ws, g1, 3)
     assert c.u.shape == (8, 3) and c.v.shape == (8, 3)
     for w in c.weights:
@@ -309,7 +309,7 @@ def test_narrow_and_padded_batch_agree():
 _MULTI = """
 import json, jax, jax.numpy as jnp
 import lowrank_theory
-from lowrank_theory.completion import completion_instance, padded_narrow_init, run_gd_batch
+from lowrank_theory.dmf.completion import completion_instance, padded_narrow_init, run_gd_batch
 phi, mask = completion_instance(jax.random.key(0), 10, 2, 0.5)
 ws = [padded_narrow_init(jax.random.key(w), 10, w, 3, 0.1, pad_to=8) for w in (2, 4, 6, 8, 3)]
 wb = tuple(jnp.stack([w[l] for w in ws]) for l in range(3))
@@ -359,7 +359,7 @@ def test_module_docstring_examples(modname):
     import doctest
     import importlib
 
-    mod = importlib.import_module(f"lowrank_theory.{modname}")
+    mod = importlib.import_module(f"lowrank_theory.dmf.{modname}")
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert res.failed == 0 and res.attempted > 0
 
@@ -367,7 +367,7 @@ def test_module_docstring_examples(modname):
 def test_lemma_e2_edges():
     """Outside Lemma E.2's assumptions: eps > 1 breaks the lower bound; L = 1 breaks it too
     (the registered counterexample); L >= 2 with eps <= 1 holds."""
-    from lowrank_theory.claims.dmf import build_sandwich, check_sandwich
+    from lowrank_theory.claims.dmf.factorization import build_sandwich, check_sandwich
 
     base = {"lam": 0.0, "lr_frac": 0.5, "T": 50}
     assert not check_sandwich(build_sandwich({**base, "L": 2, "eps": 1.5}, assume=False)).holds

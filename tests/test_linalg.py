@@ -14,7 +14,8 @@ import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lowrank_theory import EPS, linalg, tolerance
+from lowrank_theory import EPS, tolerance
+from lowrank_theory.core import linalg
 
 SIZES = st.sampled_from([1, 2, 3, 5, 8, 13])
 

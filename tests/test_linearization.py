@@ -1,4 +1,4 @@
-"""Unit tests of lowrank_theory.linearization / lipschitz, figure smoke runs, README doctest."""
+"""Unit tests of lowrank_theory.lin.linearization / lipschitz, figure smoke runs, README doctest."""
 
 import pathlib
 
@@ -9,14 +9,14 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import lowrank_theory as lt
-from lowrank_theory.linearization import (
+from lowrank_theory.lin.linearization import (
     flow_loss_derivative,
     theorem2_bound,
     theorem4_threshold,
     theorem4_time,
 )
-from lowrank_theory.lipschitz import sampled_lipschitz, two_layer_lipschitz
-from lowrank_theory.models_small import MLP, mlp_init
+from lowrank_theory.lin.lipschitz import sampled_lipschitz, two_layer_lipschitz
+from lowrank_theory.lin.models import MLP, mlp_init
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 P = mlp_init(jax.random.key(0), (3, 6, 1))

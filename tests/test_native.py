@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lowrank_theory as lt
-from lowrank_theory import _native
-from lowrank_theory.factorization import _grads, factorization_loss, gd_step
+from lowrank_theory.dmf import masked_products as _native
+from lowrank_theory.dmf.factorization import factorization_loss, gd_step, loss_and_gradients
 
 HAVE_CXX = _native._compiler() is not None
 NATIVE_OFF = os.environ.get("LOWRANK_THEORY_NATIVE", "1").strip().lower() in _native._OFF
@@ -255,7 +255,7 @@ def test_pack_observed_refuses_bad_input():
 def test_gd_packs_the_observed_entries_once():
     """run_gd hands GD the packed entries when the step takes the kernel (thin last factor, at
     most PACKED_DENSE_ABOVE_FRACTION observed), and not otherwise; the runs agree with dense GD."""
-    from lowrank_theory.factorization import prepare_observed
+    from lowrank_theory.dmf.factorization import prepare_observed
 
     d, k = 80, 4
     keys = jax.random.split(jax.random.key(5), 4)
@@ -277,7 +277,7 @@ def test_gd_packs_the_observed_entries_once():
     with _native.dense_only():
         assert prepare_observed(ws, target, sparse) is None
     # the GD loop run_gd compiles calls the packed kernel
-    from lowrank_theory.factorization import _scan
+    from lowrank_theory.dmf.factorization import _scan
 
     lrs, zeros = jnp.full(3, 0.2), jnp.zeros(3)
     static = dict(n_records=1, stride=1, names=("loss",), custom=None)
@@ -309,7 +309,7 @@ def _dense_grads(weights, target, mask):
 @needs_native
 @pytest.mark.parametrize("depth", [2, 3, 4])
 def test_thin_chain_gradients_match_autodiff(depth):
-    """_grads through the kernel for thin chains d -> k -> ... -> k -> d of every depth >= 2
+    """loss_and_gradients through the kernel for thin chains d -> k -> ... -> k -> d of every depth >= 2
     equals autodiff of the dense masked loss."""
     d, k = 90, 6
     keys = jax.random.split(jax.random.key(depth), depth + 2)
@@ -319,7 +319,7 @@ def test_thin_chain_gradients_match_autodiff(depth):
     )
     mask = jax.random.uniform(keys[-2], (d, d)) < 0.3
     target = jax.random.normal(keys[-1], (d, d))
-    fn = jax.jit(lambda w: _grads(w, target, mask))
+    fn = jax.jit(lambda w: loss_and_gradients(w, target, mask))
     assert "lowrank_theory_masked_lowrank" in fn.lower(ws).as_text()
     loss, grads = fn(ws)
     _close(grads, _dense_grads(ws, target, mask), rtol=1e-11)
@@ -340,7 +340,7 @@ def test_thin_chain_gradients_in_small_coordinates_match_autodiff(shapes, small,
     """The thin chain's gradients, contracted in the middle factors' coordinates when those are
     small (_thin_grads) or back-propagated when one is not, equal autodiff of the dense loss;
     the path taken is the one expected."""
-    from lowrank_theory import factorization
+    from lowrank_theory.dmf import factorization
 
     calls = []
     contracted = factorization._thin_grads
@@ -352,7 +352,7 @@ def test_thin_chain_gradients_in_small_coordinates_match_autodiff(shapes, small,
     m, n = shapes[-1][0], shapes[0][1]
     mask = jax.random.uniform(keys[-2], (m, n)) < 0.3
     target = jax.random.normal(keys[-1], (m, n))
-    fn = jax.jit(lambda w: _grads(w, target, mask))
+    fn = jax.jit(lambda w: loss_and_gradients(w, target, mask))
     assert "lowrank_theory_masked_lowrank" in fn.lower(ws).as_text()
     assert len(calls) == int(small)
     loss, grads = fn(ws)
@@ -377,7 +377,7 @@ def test_compressed_completion_gd_matches_the_dense_step():
         hlo = jax.jit(lambda w: gd_step(w, target, mask, [1.0] * 5, [0.0] * 5)).lower(chain)
     assert "lowrank_theory_masked_lowrank" not in hlo.as_text()
     # one step: gradients equal autodiff of the dense loss
-    _, grads = jax.jit(lambda w: _grads(w, target, mask))(chain)
+    _, grads = jax.jit(lambda w: loss_and_gradients(w, target, mask))(chain)
     _close(grads, _dense_grads(chain, target, mask), rtol=1e-11)
     # 200 steps vs the dense formulation
     lrs = jnp.array([0.02, 2.0, 2.0, 2.0, 0.02])
@@ -411,7 +411,7 @@ def test_fallback_to_dense_formulation(tmp_path, case):
         """
         import jax, jax.numpy as jnp
         import lowrank_theory as lt
-        from lowrank_theory import _native
+        from lowrank_theory.dmf import masked_products as _native
         s = lt.native_status()
         assert not s["available"], s
         print(s["reason"])

@@ -1,4 +1,4 @@
-"""Unit tests of lowrank_theory.ntk: exactness of every NTK path, KRR against scipy, bad input."""
+"""Unit tests of lowrank_theory.lin.ntk: exactness of every NTK path, KRR against scipy, bad input."""
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +7,8 @@ import pytest
 import scipy.linalg
 
 import lowrank_theory as lt
-from lowrank_theory.models_small import MLP, LayerSubset, LoRALayer, mlp_init
-from lowrank_theory.ntk import (
+from lowrank_theory.lin.models import MLP, LayerSubset, LoRALayer, mlp_init
+from lowrank_theory.lin.ntk import (
     check_kernel,
     eta,
     krr_residual,

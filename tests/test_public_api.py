@@ -65,7 +65,7 @@ _SHOW = "import os, lowrank_theory; print(os.environ['XLA_FLAGS'])"
 
 
 def test_import_turns_off_the_deadlocking_xla_scheduler():
-    """The CPU deadlock fix (see lowrank_theory._precision) is applied on import, keeps the
+    """The CPU deadlock fix (see lowrank_theory.core.precision) is applied on import, keeps the
     user's own flags and respects an explicit choice of the same flag."""
     flag = "--xla_cpu_enable_concurrency_optimized_scheduler"
     out, _ = _import_env(_SHOW, None)

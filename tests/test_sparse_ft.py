@@ -1,4 +1,4 @@
-"""Unit, cross-check and bad-input tests for lowrank_theory.sparse_ft* (seed 002)."""
+"""Unit, cross-check and bad-input tests for lowrank_theory.s2ft.solutions* (seed 002)."""
 
 import math
 from pathlib import Path
@@ -10,8 +10,25 @@ import scipy.linalg
 import scipy.optimize
 
 import lowrank_theory as lt
-from lowrank_theory._precision import tolerance
-from lowrank_theory.sparse_ft import (
+from lowrank_theory.core.precision import tolerance
+from lowrank_theory.s2ft.bounds import (
+    channel_sparsity_delta,
+    label_shift_epsilon,
+    lemma_f14,
+    notation,
+    theorem_42,
+    variance_bounds,
+    variance_terms,
+)
+from lowrank_theory.s2ft.dynamics import (
+    channel_permutation,
+    gd_lora,
+    gd_s2ft,
+    permute_coupled,
+    s2ft_dense_update,
+    s2ft_sparse_update,
+)
+from lowrank_theory.s2ft.solutions import (
     DeepLinearInstance,
     build_instance,
     channel_selector,
@@ -28,23 +45,6 @@ from lowrank_theory.sparse_ft import (
     selection_matrix,
     sparsity_level,
     with_label_shift_epsilon,
-)
-from lowrank_theory.sparse_ft_bounds import (
-    channel_sparsity_delta,
-    label_shift_epsilon,
-    lemma_f14,
-    notation,
-    theorem_42,
-    variance_bounds,
-    variance_terms,
-)
-from lowrank_theory.sparse_ft_ops import (
-    channel_permutation,
-    gd_lora,
-    gd_s2ft,
-    permute_coupled,
-    s2ft_dense_update,
-    s2ft_sparse_update,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +248,7 @@ def test_lemma_f14_order_counterexample_numbers():
 def test_theorem42_lora_adversarial_shift_gives_zero_risk():
     i = build_instance(0, DIMS, ELL, residual_rank=3, residual_decay=0.5)
     nt = notation(i, ELL)
-    from lowrank_theory.sparse_ft import svd_r
+    from lowrank_theory.s2ft.solutions import svd_r
 
     tail = (nt["M"] - svd_r(nt["M"], 1)) @ nt["A_pinv"] @ nt["W_below"]
     j = i.replace(b_out=i.b_in - tail)

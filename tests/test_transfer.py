@@ -1,4 +1,4 @@
-"""Unit, bad-input and cross-check tests of lowrank_theory.transfer (seed 000, Transfer Learning)."""
+"""Unit, bad-input and cross-check tests of lowrank_theory.lora.transfer (seed 000, Transfer Learning)."""
 
 import math
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import lowrank_theory as lt
-from lowrank_theory.linalg import principal_angles, random_orthogonal, random_with_spectrum
-from lowrank_theory.transfer import (
+from lowrank_theory.core.linalg import principal_angles, random_orthogonal, random_with_spectrum
+from lowrank_theory.lora.transfer import (
     gaussianity_pvalue,
     second_order_score,
     stein_hessian_exact,
@@ -193,7 +193,7 @@ def test_shift_from_rowspace_needs_no_rank_decision_on_the_projector():
     import pytest
 
     from lowrank_theory.claims import get
-    from lowrank_theory.transfer import shift_from_rowspace
+    from lowrank_theory.lora.transfer import shift_from_rowspace
 
     claim = get("lora.transfer.closed_form[identifies-Z][corrected]")
     p = {"D": 4, "k1": 3, "k": 1, "regime": "seed", "spectrum": "decaying", "seed": 20000}

@@ -1,7 +1,7 @@
 """The claim registry: one module per seed, each registering its claims on import.
 
-Modules in this package are discovered automatically: adding ``claims/<topic>.py`` that calls
-:func:`register` is all it takes for the audit and the test suite to pick the claims up.
+Modules in this package are discovered automatically: adding ``claims/<paper>/<topic>.py``
+that calls :func:`register` is all it takes for the audit and the test suite to pick the claims up.
 """
 
 import importlib
@@ -27,9 +27,10 @@ def _load() -> None:
     global _LOADED
     if _LOADED:
         return
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if mod.name != "base" and not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
+    for mod in sorted(pkgutil.walk_packages(__path__, f"{__name__}."), key=lambda m: m.name):
+        leaf = mod.name.rpartition(".")[2]
+        if not mod.ispkg and leaf != "base" and not leaf.startswith("_"):
+            importlib.import_module(mod.name)
     _LOADED = True
 
 

@@ -1,0 +1,100 @@
+r"""Old import paths, kept for one release: ``lowrank_theory.expressivity`` and friends.
+
+Before the package was split into one subpackage per paper, its modules sat flat under
+``lowrank_theory``. :data:`MOVED` maps each old path to its new home; importing an old path
+gives a thin alias module that forwards every attribute to the new module and warns once with
+a :class:`DeprecationWarning` naming the new path. The aliases are made on demand by a finder
+(:func:`install`), so no file of the package stands at the old place.
+
+Examples:
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     import lowrank_theory.expressivity as old
+    >>> import lowrank_theory.lora.linear as new
+    >>> old.linear_adapters is new.linear_adapters, caught[0].category.__name__
+    (True, 'DeprecationWarning')
+"""
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+import warnings
+
+__all__ = ["MOVED", "install"]
+
+#: old module path (relative to ``lowrank_theory``) -> new module path
+MOVED = {
+    "linalg": "core.linalg",
+    "expressivity": "lora.linear",
+    "expressivity_relu": "lora.relu",
+    "transfer": "lora.transfer",
+    "sparse_ft": "s2ft.solutions",
+    "sparse_ft_bounds": "s2ft.bounds",
+    "sparse_ft_ops": "s2ft.dynamics",
+    "linearization": "lin.linearization",
+    "ntk": "lin.ntk",
+    "lipschitz": "lin.lipschitz",
+    "models_small": "lin.models",
+    "factorization": "dmf.factorization",
+    "compression": "dmf.compression",
+    "completion": "dmf.completion",
+    "deep_lora": "dmf.deep_lora",
+    "models": "dmf.models",
+    "audit": "pipeline.audit",
+    "experiments_io": "pipeline.records",
+    "plotting": "pipeline.plotting",
+}
+
+
+class _Alias(types.ModuleType):
+    """A module that forwards attribute access to ``self.__target__``."""
+
+    def __getattr__(self, name: str):
+        target = self.__dict__.get("__target__")
+        if target is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(target, name)
+
+    def __dir__(self):
+        target = self.__dict__.get("__target__")
+        return dir(target) if target is not None else []
+
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, target: str):
+        self.target = target
+
+    def create_module(self, spec):
+        return _Alias(spec.name)
+
+    def exec_module(self, module) -> None:
+        warnings.warn(
+            f"{module.__name__} is deprecated and will be removed in the next release; "
+            f"import {self.target} instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        target = importlib.import_module(self.target)
+        module.__dict__["__target__"] = target
+        module.__doc__ = f"Deprecated alias of :mod:`{self.target}`."
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def __init__(self, package: str):
+        self.package = package
+
+    def find_spec(self, fullname, path=None, target=None):
+        prefix = self.package + "."
+        old = fullname[len(prefix) :] if fullname.startswith(prefix) else None
+        if old not in MOVED:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _Loader(prefix + MOVED[old]))
+
+
+def install(package: str) -> None:
+    """Make the old module paths under ``package`` importable (idempotent)."""
+    if not any(isinstance(f, _Finder) and f.package == package for f in sys.meta_path):
+        sys.meta_path.append(_Finder(package))

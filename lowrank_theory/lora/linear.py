@@ -1,0 +1,362 @@
+r"""The expressive power of LoRA (seed 000: Zeng & Lee, ICLR 2024, reading notes).
+
+Linear models (Case 1, Lemma 1). The frozen model is $f_0(x) = W_L\cdots W_1 x$ with
+$W_l\in\mathbb{R}^{D\times D}$; ``frozen = [W_1, ..., W_L]`` is given in the seed's order (``W_1``
+acts first) and every list returned is in the same order. The target is
+$\bar f(x) = \bar W x$ and the error matrix is $E = \bar W - \prod_l W_l$ with
+$\prod_{l=1}^L W_l := W_L\cdots W_1$. LoRA adapts each layer by $\Delta W_l$ with
+$\operatorname{rank}\Delta W_l\le R$.
+
+**Lemma 1.** If every $W_l$ and every $\prod_l W_l + \mathrm{LR}_r(E)$, $r\le R(L-1)$, is
+non-singular, then
+$$\min_{\operatorname{rank}\Delta W_l\le R}\Big\|\prod_{l=1}^L(W_l+\Delta W_l)-\bar W\Big\|_2
+= \sigma_{RL+1}(E),$$
+and for $R\ge\lceil R_E/L\rceil$ the minimiser reproduces $\bar W$ exactly.
+
+The constructive proof takes $E = UDV^\top$, $E' = \mathrm{LR}_{RL\wedge R_E}(E)$,
+$Q_l = V I_{(R(l-1)+1):(Rl\wedge R_{E'})} V^\top$ (the $l$-th block of $R$ right singular
+vectors; empty once $R(l-1)\ge R_{E'}$) and, recursively (eq. (8)/(11)),
+$$\Delta W_l = \Big(\prod_{i=l+1}^L W_i\Big)^{-1} E' Q_l
+\Big(\prod_{i=1}^{l-1}(W_i+\Delta W_i)\Big)^{-1}.$$
+
+References:
+    Y. Zeng and K. Lee, *The Expressive Power of Low-Rank Adaptation*, ICLR 2024, Lemma 1
+    (seed ``000_2c09e710a2aeae0d.txt``, "Case 1: Linear Model").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+from jaxtyping import ArrayLike, Float
+
+from ..core.linalg import numerical_rank
+from ..core.precision import EPS
+from ..core.validation import as_matrix, as_matrix_list, check_int
+
+__all__ = [
+    "LinearLemma1",
+    "lemma1_construction",
+    "linear_adapters",
+    "linear_min_error",
+    "lora_product",
+    "min_lora_rank",
+    "train_linear_lora",
+]
+
+#: Rank tolerance used for $R_E$ unless the caller passes ``rtol``: singular values of $E$
+#: below ``RANK_RTOL * D * eps * sigma_1(E)`` count as zero (NumPy's ``matrix_rank`` rule).
+RANK_RTOL = 1.0
+
+
+def _product(mats: Sequence[Array], d: int) -> Array:
+    """$M_k\\cdots M_1$ for ``mats = [M_1, ..., M_k]`` (identity when empty)."""
+    out = jnp.eye(d)
+    for m in mats:
+        out = m @ out
+    return out
+
+
+def lora_product(
+    frozen: Sequence[Float[ArrayLike, "D D"]], adapters: Sequence[Float[ArrayLike, "D D"]]
+) -> Float[Array, "D D"]:
+    r"""The adapted end-to-end matrix $\prod_{l=1}^L (W_l+\Delta W_l) = (W_L+\Delta W_L)\cdots(W_1+\Delta W_1)$."""
+    ws = as_matrix_list(frozen, "frozen", square=True)
+    dws = as_matrix_list(adapters, "adapters", square=True)
+    if len(ws) != len(dws):
+        raise ValueError(f"{len(ws)} frozen weights but {len(dws)} adapters")
+    d = ws[0].shape[0]
+    for i, (w, dw) in enumerate(zip(ws, dws, strict=True)):
+        if w.shape != (d, d) or dw.shape != (d, d):
+            raise ValueError(f"layer {i + 1}: shapes {w.shape}, {dw.shape}; all must be {(d, d)}")
+    return _product([w + dw for w, dw in zip(ws, dws, strict=True)], d)
+
+
+def _validate(frozen, target, rank: int | None):
+    ws = as_matrix_list(frozen, "frozen", square=True)
+    d = ws[0].shape[0]
+    for i, w in enumerate(ws):
+        if w.shape != (d, d):
+            raise ValueError(
+                f"frozen[{i}] has shape {w.shape}; every frozen weight must be {(d, d)}"
+            )
+    wbar = as_matrix(target, "target", square=True)
+    if wbar.shape != (d, d):
+        raise ValueError(
+            f"target has shape {wbar.shape}; it must match the frozen weights {(d, d)}"
+        )
+    if rank is not None:
+        rank = check_int(rank, "rank (LoRA rank R)", lo=1, hi=d)
+    return ws, wbar, d, rank
+
+
+def _check_nonsingular(m: Array, what: str) -> float:
+    """Raises ValueError if ``m`` is numerically singular; returns its condition number."""
+    s = np.asarray(jnp.linalg.svd(m, compute_uv=False))
+    d = m.shape[0]
+    if not s[0] > 0 or s[-1] <= d * EPS * s[0]:
+        raise ValueError(
+            f"Lemma 1 assumption violated: {what} is singular "
+            f"(sigma_min/sigma_max = {s[-1] / s[0] if s[0] > 0 else 0.0:.2e} <= D*eps)"
+        )
+    return float(s[0] / s[-1])
+
+
+@dataclass(frozen=True)
+class LinearLemma1:
+    r"""Every object of Lemma 1's constructive proof for one instance.
+
+    Attributes:
+        adapters: $\Delta W_1,\dots,\Delta W_L$ (seed order).
+        q: the projections $Q_1,\dots,Q_L$.
+        e: the error matrix $E$; ``e_prime``: $E' = \mathrm{LR}_{RL\wedge R_E}(E)$.
+        rank_e: $R_E$ (numerical, see :func:`min_lora_rank`); ``rank``: $R$.
+        a_terms: $A_l = (\prod_{i>l} W_i)\,\Delta W_l\,(\prod_{i<l}(W_i+\Delta W_i))$.
+        cond: condition numbers of the matrices the construction inverts: the frozen
+            $W_l$ and the adapted $W_l+\Delta W_l$, $l<L$ (the assumption's matrices).
+    """
+
+    adapters: list[Array]
+    q: list[Array]
+    e: Array
+    e_prime: Array
+    rank_e: int
+    rank: int
+    a_terms: list[Array]
+    cond: dict[str, float]
+
+
+def lemma1_construction(
+    frozen: Sequence[Float[ArrayLike, "D D"]],
+    target: Float[ArrayLike, "D D"],
+    rank: int,
+    *,
+    rtol: float | None = None,
+    index_convention: Literal["empty", "literal"] = "empty",
+) -> LinearLemma1:
+    r"""Lemma 1's construction with all intermediate objects (see :class:`LinearLemma1`).
+
+    Args:
+        frozen: $[W_1,\dots,W_L]$, each $D\times D$ and non-singular.
+        target: $\bar W$ ($D\times D$).
+        rank: the LoRA rank $R\in[D]$.
+        rtol: relative tolerance for $R_E$ (default $D\varepsilon$, see :func:`min_lora_rank`).
+        index_convention: how to read the seed's index range
+            $(R(l-1)+1)\wedge R_{E'} : Rl\wedge R_{E'}$ once $R(l-1)\ge R_{E'}$. ``"empty"``
+            (default, the reading the proof needs): $Q_l = 0$. ``"literal"``: the range
+            $R_{E'}:R_{E'}$, i.e. $v_{R_{E'}}$ counted again; this reading breaks (7) and is
+            kept only so that the audit can show it (claim
+            ``lora.lemma1.construction[literal-index]``).
+
+    Raises:
+        ValueError: bad shapes, $R\notin[D]$, NaN/inf, or the lemma's assumption violated
+            (a frozen $W_l$ or some $\prod_l W_l+\mathrm{LR}_r(E)$, $r\le R(L-1)$, singular).
+    """
+    ws, wbar, d, r = _validate(frozen, target, rank)
+    assert r is not None
+    n_layers = len(ws)
+    cond = {}
+    for i, w in enumerate(ws):
+        cond[f"W_{i + 1}"] = _check_nonsingular(w, f"frozen weight W_{i + 1}")
+    prod = _product(ws, d)
+    e = wbar - prod
+    u, s, vt = jnp.linalg.svd(e)
+    rank_e = _rank_from_s(np.asarray(s), d, rtol)
+    # assumption: prod + LR_k(E) non-singular for every k <= R(L-1) (LR_k(E) = E for k >= R_E);
+    # checked in one batched host SVD (masks, not slices, so no shape-dependent recompiles)
+    k_max = min(r * (n_layers - 1), rank_e)
+    un, sn, vtn = np.asarray(u), np.asarray(s), np.asarray(vt)
+    ks = np.arange(k_max + 1)
+    masks = (np.arange(d)[None, :] < ks[:, None]).astype(float)  # (k_max+1, d)
+    lrs = np.einsum("ij,kj,jl->kil", un, masks * sn[None, :], vtn)
+    sv = np.linalg.svd(np.asarray(prod)[None] + lrs, compute_uv=False)
+    bad = np.flatnonzero(~(sv[:, -1] > d * EPS * sv[:, 0]))
+    if bad.size:
+        k = int(ks[bad[0]])
+        raise ValueError(
+            f"Lemma 1 assumption violated: prod_l W_l + LR_{k}(E) is singular "
+            f"(sigma_min/sigma_max = {sv[bad[0], -1] / sv[bad[0], 0]:.2e}); the lemma needs it "
+            f"non-singular for every r <= R(L-1) = {r * (n_layers - 1)}"
+        )
+    cond["prod+LR_r(E), worst r<=R(L-1)"] = float(np.max(sv[:, 0] / sv[:, -1]))
+    re_prime = min(r * n_layers, rank_e)
+    idx = jnp.arange(d)
+    e_prime = (u * jnp.where(idx < re_prime, s, 0.0)[None, :]) @ vt
+    v = vt.T
+    if index_convention not in ("empty", "literal"):
+        raise ValueError(f"unknown index_convention {index_convention!r}")
+    qs, dws, a_terms = [], [], []
+    for l in range(1, n_layers + 1):
+        lo, hi = r * (l - 1), min(r * l, re_prime)
+        if index_convention == "literal" and lo >= re_prime and re_prime > 0:
+            lo, hi = re_prime - 1, re_prime
+        sel = ((idx >= lo) & (idx < hi)).astype(v.dtype)
+        q_l = (v * sel[None, :]) @ v.T
+        eq_l = e_prime @ q_l
+        suffix = _product(ws[l:], d)  # W_L ... W_{l+1}
+        prefix = _product([w + dw for w, dw in zip(ws[: l - 1], dws, strict=True)], d)
+        left = jnp.linalg.solve(suffix, eq_l)  # suffix^{-1} E'Q_l
+        dw_l = jnp.linalg.solve(prefix.T, left.T).T  # ... prefix^{-1}
+        if l < n_layers:
+            cond[f"W_{l}+dW_{l}"] = _check_nonsingular(ws[l - 1] + dw_l, f"W_{l} + dW_{l}")
+        qs.append(q_l)
+        dws.append(dw_l)
+        a_terms.append(suffix @ dw_l @ prefix)
+    return LinearLemma1(dws, qs, e, e_prime, rank_e, r, a_terms, cond)
+
+
+def _rank_from_s(s: np.ndarray, d: int, rtol: float | None) -> int:
+    if s[0] <= 0:
+        return 0
+    tol = (RANK_RTOL * d * EPS if rtol is None else rtol) * s[0]
+    return int(np.sum(s > tol))
+
+
+def linear_adapters(
+    frozen: Sequence[Float[ArrayLike, "D D"]],
+    target: Float[ArrayLike, "D D"],
+    rank: int,
+    *,
+    rtol: float | None = None,
+) -> list[Float[Array, "D D"]]:
+    r"""Lemma 1's LoRA adapters $[\Delta W_1,\dots,\Delta W_L]$ (each of rank $\le R$).
+
+    With these, $\|\prod_l(W_l+\Delta W_l)-\bar W\|_2 = \sigma_{RL+1}(E)$, the smallest value any
+    rank-$R$ adapters can reach, and $\prod_l(W_l+\Delta W_l)=\bar W$ when $R\ge\lceil R_E/L\rceil$.
+
+    Args:
+        frozen: $[W_1,\dots,W_L]$ in the seed's order ($W_1$ acts first), NumPy or JAX.
+        target: $\bar W$.
+        rank: the LoRA rank $R\in[D]$.
+        rtol: tolerance for the numerical rank $R_E$ (see :func:`min_lora_rank`).
+
+    Returns:
+        The adapters, same order as ``frozen``, float64 JAX arrays.
+
+    Raises:
+        ValueError: non-square or mismatched matrices, $R<1$ or $R>D$, NaN/inf, or the lemma's
+            assumption violated (a singular $W_l$ or $\prod_l W_l + \mathrm{LR}_r(E)$).
+
+    Examples:
+        >>> import numpy as np
+        >>> import lowrank_theory as lt
+        >>> rng = np.random.default_rng(0)
+        >>> frozen = [np.eye(4) + 0.1 * rng.standard_normal((4, 4)) for _ in range(2)]
+        >>> target = frozen[1] @ frozen[0] + np.outer(rng.standard_normal(4), rng.standard_normal(4))
+        >>> adapters = lt.linear_adapters(frozen, target, rank=1)
+        >>> bool(np.allclose(lt.lora_product(frozen, adapters), target))
+        True
+
+    References:
+        Zeng & Lee (ICLR 2024), Lemma 1 and eq. (8)/(11) of its proof.
+    """
+    return lemma1_construction(frozen, target, rank, rtol=rtol).adapters
+
+
+def linear_min_error(
+    frozen: Sequence[Float[ArrayLike, "D D"]], target: Float[ArrayLike, "D D"], rank: int
+) -> float:
+    r"""$\sigma_{RL+1}(E)$: the least spectral error reachable with rank-$R$ LoRA (Lemma 1).
+
+    Zero when $RL\ge D$ (singular values beyond the dimension are 0 by convention). This is
+    the right-hand side of Lemma 1; it does not check the lemma's non-singularity assumption
+    (use :func:`linear_adapters` for the construction, which does).
+    """
+    ws, wbar, d, r = _validate(frozen, target, rank)
+    assert r is not None
+    e = wbar - _product(ws, d)
+    k = r * len(ws) + 1
+    s = np.asarray(jnp.linalg.svd(e, compute_uv=False))
+    return float(s[k - 1]) if k <= d else 0.0
+
+
+def min_lora_rank(
+    frozen: Sequence[Float[ArrayLike, "D D"]],
+    target: Float[ArrayLike, "D D"],
+    *,
+    rtol: float | None = None,
+) -> int:
+    r"""$\lceil R_E/L\rceil$: the smallest LoRA rank with which Lemma 1 reproduces $\bar W$.
+
+    $R_E$ is the numerical rank of $E$: singular values at most
+    $\mathrm{rtol}\cdot\sigma_1(E)$ count as zero, with default $\mathrm{rtol}=D\varepsilon$
+    (the threshold below which rounding alone can produce a singular value). Returns 0 when
+    $E = 0$ (no adaptation needed).
+    """
+    ws, wbar, d, _ = _validate(frozen, target, None)
+    e = wbar - _product(ws, d)
+    rank_e = numerical_rank(e, rtol=RANK_RTOL * d * EPS if rtol is None else rtol)
+    return math.ceil(rank_e / len(ws))
+
+
+def train_linear_lora(
+    frozen: Sequence[Float[ArrayLike, "D D"]],
+    target: Float[ArrayLike, "D D"],
+    rank: int,
+    key: Array,
+    *,
+    starts: int = 4,
+    steps: int = 500,
+    lr: float = 1e-2,
+    init_scale: float = 0.1,
+) -> list[Array]:
+    r"""LoRA adapters $\Delta W_l = B_l A_l$ trained by Adam on $\|\prod_l(W_l+B_lA_l)-\bar W\|_F^2$.
+
+    The gradient baseline of Lemma 1: ``starts`` independent initialisations run in one
+    vmapped, jitted ``lax.scan`` ($B_l = 0$, $A_l$ Gaussian with std ``init_scale``, the usual
+    LoRA initialisation); returns the adapters of the start with the smallest final loss.
+    Rank $R$ is enforced by masking $D\times D$ factors to $R$ columns, so one compilation
+    serves every $R$ at a given $(D, L)$.
+    """
+    ws, wbar, d, r = _validate(frozen, target, rank)
+    assert r is not None
+    check_int(starts, "starts", lo=1)
+    check_int(steps, "steps", lo=1)
+    w_stack = jnp.stack(ws)
+    mask = (jnp.arange(d) < r).astype(w_stack.dtype)
+    b, a, loss = _train_lora_jit(w_stack, wbar, mask, key, starts, steps, lr, init_scale)
+    best = int(jnp.argmin(loss))
+    return [b[best, i] @ a[best, i] for i in range(len(ws))]
+
+
+def _lora_loss(params, w_stack, wbar, mask):
+    b, a = params
+    d = wbar.shape[0]
+
+    def layer(acc, xs):
+        w, bl, al = xs
+        return (w + (bl * mask[None, :]) @ al) @ acc, None
+
+    prod, _ = jax.lax.scan(layer, jnp.eye(d, dtype=wbar.dtype), (w_stack, b, a))
+    return jnp.sum((prod - wbar) ** 2)
+
+
+@partial(jax.jit, static_argnums=(4, 5))
+def _train_lora_jit(w_stack, wbar, mask, key, starts, steps, lr, init_scale):
+    n_layers, d, _ = w_stack.shape
+    opt = optax.adam(lr)
+
+    def one(k):
+        a0 = init_scale * jax.random.normal(k, (n_layers, d, d), dtype=wbar.dtype)
+        params = (jnp.zeros_like(a0), a0)
+        state = opt.init(params)
+
+        def step(carry, _):
+            p, s = carry
+            loss, g = jax.value_and_grad(_lora_loss)(p, w_stack, wbar, mask)
+            upd, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, upd), s), loss
+
+        (p, _), _ = jax.lax.scan(step, (params, state), None, length=steps)
+        return p[0] * mask[None, None, :], p[1], _lora_loss(p, w_stack, wbar, mask)
+
+    return jax.vmap(one)(jax.random.split(key, starts))

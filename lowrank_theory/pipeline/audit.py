@@ -1,0 +1,245 @@
+r"""The audit: run every registered claim on random instances and report, claim by claim.
+
+``python -m lowrank_theory audit [--claims PREFIX] [--examples N] [--seed S] [--json PATH]``
+
+For each claim, hypothesis draws ``N`` instance structures (seeded by ``S``; the same command
+gives the same instances), the claim's check computes both sides on each, and the audit counts
+violations. When a claim is violated it asks hypothesis to *shrink* to the smallest violating
+instance, which is reported with both sides' values. A claim registered as failing is also
+re-checked on its stored counterexample.
+
+Status column: ``holds`` (no violation found), ``fails`` (a violation found: for a claim
+registered as failing this reproduces the known counterexample; for one registered as holding
+it is flagged ``UNEXPECTED``), ``empirical`` (experiment-type claim; the numbers are in the
+JSON ``details``), ``error`` (the check raised).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+from hypothesis import HealthCheck, Phase
+
+from ..claims import Claim, all_claims
+from ..claims.base import CheckResult, _jsonable
+
+
+@dataclass
+class ClaimReport:
+    """The audit's findings for one claim (``as_dict`` is the JSON schema)."""
+
+    id: str
+    source: str
+    expected: str
+    status: str
+    n_instances: int
+    n_violations: int
+    max_tightness: float | None
+    tightest: dict[str, Any] | None
+    counterexample: dict[str, Any] | None
+    elapsed_s: float
+    statement: str = ""
+    convention: str = ""
+    corrected: str | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unexpected(self) -> bool:
+        return self.status not in (self.expected, "empirical") or self.status == "error"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: _jsonable(v) for k, v in self.__dict__.items()}
+        d["unexpected"] = self.unexpected
+        return d
+
+
+def _settings(examples: int, phases: list[Phase]) -> hypothesis.settings:
+    return hypothesis.settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        report_multiple_bugs=False,
+    )
+
+
+def _instance_record(params: dict[str, Any], r: CheckResult) -> dict[str, Any]:
+    return {"params": _jsonable(dict(params)), **r.as_dict()}
+
+
+def run_claim(claim: Claim, examples: int = 50, seed: int = 0) -> ClaimReport:
+    """Runs one claim on ``examples`` hypothesis-drawn instances; shrinks any violation."""
+    t0 = time.perf_counter()
+    records: list[tuple[dict[str, Any], CheckResult]] = []
+
+    def probe(params: dict[str, Any]) -> None:
+        records.append((params, claim.run(params)))
+
+    error = None
+    try:
+        test = hypothesis.given(params=claim.params())(probe)
+        test = _settings(examples, [Phase.explicit, Phase.generate])(test)
+        hypothesis.seed(seed)(test)()
+        if claim.counterexample is not None:
+            probe(dict(claim.counterexample))
+    except Exception as e:  # the check itself broke: report, do not hide
+        error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+
+    violations = [(p, r) for p, r in records if not r.holds]
+    counterexample = None
+    if violations and error is None:
+        try:
+            smallest = hypothesis.find(
+                claim.params(),
+                lambda p: not claim.run(p).holds,
+                settings=_settings(max(examples, 20), [Phase.generate, Phase.shrink]),
+                random=random.Random(seed),
+            )
+            counterexample = _instance_record(smallest, claim.run(smallest))
+        except hypothesis.errors.NoSuchExample:
+            p, r = violations[0]
+            counterexample = _instance_record(p, r)
+    tights = [r.tightness for _, r in records if not math.isnan(r.tightness)]
+    tightest = None
+    if tights:
+        p, r = max(
+            ((p, r) for p, r in records if not math.isnan(r.tightness)),
+            key=lambda pr: pr[1].tightness,
+        )
+        tightest = _instance_record(p, r)
+    if error is not None:
+        status = "error"
+    elif claim.expected == "empirical":
+        status = "empirical"
+    else:
+        status = "fails" if violations else "holds"
+    details: dict[str, Any] = {}
+    if claim.expected == "empirical" and records:
+        details = {"instances": [_instance_record(p, r) for p, r in records]}
+    return ClaimReport(
+        id=claim.id,
+        source=claim.source,
+        expected=claim.expected,
+        status=status,
+        n_instances=len(records),
+        n_violations=len(violations),
+        max_tightness=max(tights) if tights else None,
+        tightest=tightest,
+        counterexample=counterexample,
+        elapsed_s=time.perf_counter() - t0,
+        statement=claim.statement,
+        convention=claim.convention,
+        corrected=claim.corrected,
+        error=error,
+        details=details,
+    )
+
+
+def run_audit(prefix: str = "", examples: int = 50, seed: int = 0, progress: bool = True):
+    """Runs :func:`run_claim` on every claim whose id starts with ``prefix``."""
+    reports = []
+    claims = all_claims(prefix)
+    if not claims:
+        raise ValueError(f"no registered claim starts with {prefix!r}")
+    for i, c in enumerate(claims):
+        if progress:
+            print(f"[{i + 1}/{len(claims)}] {c.id} ...", end="", flush=True)
+        rep = run_claim(c, examples=examples, seed=seed)
+        if progress:
+            print(f" {rep.status} ({rep.n_instances} instances, {rep.elapsed_s:.1f} s)", flush=True)
+        reports.append(rep)
+    return reports
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if math.isinf(x):
+        return "inf"
+    return f"{x:.3g}"
+
+
+def format_table(reports: list[ClaimReport]) -> str:
+    """A Markdown table: id, source, instances, violations, tightest, status."""
+    lines = [
+        "| claim | source | instances | violations | tightest | status |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for r in reports:
+        status = r.status + (" (UNEXPECTED)" if r.unexpected else "")
+        lines.append(
+            f"| `{r.id}` | {r.source} | {r.n_instances} | {r.n_violations} | "
+            f"{_fmt(r.max_tightness)} | {status} |"
+        )
+    return "\n".join(lines)
+
+
+def format_counterexamples(reports: list[ClaimReport]) -> str:
+    """Plain-language lines for every claim with a counterexample."""
+    out = []
+    for r in reports:
+        if r.counterexample is None:
+            continue
+        ce = r.counterexample
+        out.append(
+            f"- `{r.id}` fails as written: smallest instance {json.dumps(ce['params'])}: "
+            f"lhs = {ce['lhs']}, rhs = {ce['rhs']} (relation {ce['relation']}, tol {ce['tol']})."
+            + (f" Corrected: {r.corrected}" if r.corrected else "")
+        )
+    return "\n".join(out)
+
+
+def write_json(reports: list[ClaimReport], path: str | Path, meta: dict[str, Any]) -> None:
+    """Writes the report as a JSON list of claim objects (each also carries ``meta``)."""
+    from .records import atomic_write_text
+
+    rows = [{**r.as_dict(), "meta": meta} for r in reports]
+    atomic_write_text(Path(path), json.dumps(rows, indent=1))
+
+
+def load_json(path: str | Path) -> tuple[list[ClaimReport], dict[str, Any]]:
+    """Reads a report written by :func:`write_json`: the claim reports and the run's ``meta``."""
+    rows = json.loads(Path(path).read_text())
+    names = set(ClaimReport.__dataclass_fields__)
+    reports = []
+    for row in rows:
+        kw = {k: v for k, v in row.items() if k in names}
+        for k in ("max_tightness", "elapsed_s"):  # non-finite floats are stored as "inf"/"nan"
+            if isinstance(kw.get(k), str):
+                kw[k] = float(kw[k])
+        reports.append(ClaimReport(**kw))
+    return reports, (rows[0].get("meta", {}) if rows else {})
+
+
+def update_readme(reports: list[ClaimReport], path: str | Path, examples: int, seed: int) -> None:
+    """Replaces the block between ``<!-- audit:start -->`` and ``<!-- audit:end -->``."""
+    from .records import atomic_write_text
+
+    path = Path(path)
+    text = path.read_text()
+    start, end = "<!-- audit:start -->", "<!-- audit:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    body = (
+        f"\n`python -m lowrank_theory audit --examples {examples} --seed {seed}`:\n\n"
+        + format_table(reports)
+        + "\n"
+    )
+    ce = format_counterexamples(reports)
+    if ce:
+        body += "\nStatements false as written (smallest counterexample found):\n\n" + ce + "\n"
+    atomic_write_text(path, head + start + body + end + tail)

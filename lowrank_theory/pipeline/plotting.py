@@ -1,0 +1,65 @@
+"""One figure style for every plot: agg backend, consistent sizes, colours and markers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("agg")
+
+import matplotlib.pyplot as plt
+
+from .records import atomic_write_bytes
+
+#: Colours by method, shared across figures so a method looks the same everywhere.
+COLORS = {
+    "construction": "#1f77b4",
+    "bound": "#444444",
+    "lora": "#d62728",
+    "deep_lora": "#2ca02c",
+    "s2ft": "#9467bd",
+    "full": "#ff7f0e",
+    "pretrained": "#7f7f7f",
+    "compressed": "#2ca02c",
+    "narrow": "#8c564b",
+}
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 110,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 4,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: float = 3.2, **kw):
+    """``plt.subplots`` under the package style, ``width`` x ``height`` inches per panel."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw
+        )
+    for ax in axes.flat:
+        for k, v in STYLE.items():
+            if k == "axes.grid" and v:
+                ax.grid(True, alpha=STYLE["grid.alpha"])
+    return fig, axes
+
+
+def save_figure(fig, path: Path) -> None:
+    """Saves ``fig`` as PNG atomically and closes it."""
+    with plt.rc_context(STYLE):
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())

@@ -1,0 +1,274 @@
+r"""Training dynamics and structure of S²FT in deep linear networks (seed 002).
+
+* Gradient descent on $(U,V)$ for LoRA (both factors, small random initialisation) and on $V$
+  for S²FT (zero initialisation, $U=U_S$ fixed), jitted with ``lax.scan``, to measure how close
+  gradient descent comes to the minimum-norm solutions of Lemmas F.9/F.12 that Section 4.1
+  assumes ("motivated by the implicit regularisation in gradient descent").
+* The Section 4.2 gradient identities: $\partial\mathcal L/\partial V = G^\top U_S$, the
+  equivalent gradient $U_SG_V^\top = U_SU_S^\top G$ is the projection of the full gradient $G$
+  and solves $\min_{G_V}\|U_SG_V^\top-G\|_F$.
+* Coupled structures (Section 3.1): co-permuting the rows of $W_\ell$ and the columns of
+  $W_{\ell+1}$ leaves $f$ unchanged, and after permuting the selected channels to the front the
+  sparse update $W_\ell+U_SV^\top$ is a dense update of the leading $s$ rows.
+
+The empirical risk is handled through its sufficient statistics
+$\hat{\mathcal R}_n(\Delta) = \mathrm{const} - 2\operatorname{tr}(\overline W_{\ell+1}\Delta\underline W_{\ell-1}\hat C^\top)
++ \|\overline W_{\ell+1}\Delta\hat A\|_F^2$ with $\hat C = \frac1n(Y-W^{\mathrm{pre}}X)X^\top$,
+whose gradient is $\nabla_\Delta = 2(\overline W_{\ell+1}^\top\overline W_{\ell+1}\Delta\hat A^2
+- \overline W_{\ell+1}^\top\hat C\underline W_{\ell-1}^\top)$.
+
+References:
+    Yang et al., *S²FT*, NeurIPS 2024 (seed 002), Sections 3.1, 4.1 (eq. (3)-(6)), 4.2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jaxtyping import ArrayLike, Float
+
+from ..core.validation import check_int
+from .solutions import (
+    DeepLinearInstance,
+    Sample,
+    _check_channels,
+    min_norm_lora,
+    min_norm_s2ft,
+    moments,
+    selection_matrix,
+)
+
+__all__ = [
+    "GDResult",
+    "channel_permutation",
+    "gd_lora",
+    "gd_s2ft",
+    "permute_coupled",
+    "s2ft_dense_update",
+    "s2ft_sparse_update",
+    "sec42_gradients",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class GDResult:
+    r"""Result of a gradient-descent run.
+
+    Attributes:
+        delta: final $UV^\top$.
+        target: the minimum-norm closed form it is compared with.
+        distance: $\|U_tV_t^\top-\Delta^\star\|_F/\|\Delta^\star\|_F$ after every step.
+        steps, lr: iterations and step size.
+        rate_bound: for S²FT, the guaranteed $\|V_t-V^\star\|_F/\|V^\star\|_F\le(1-\mu/L)^t$
+            at the last step ($\mu$, $L$: smallest non-zero and largest Hessian eigenvalue);
+            ``None`` for LoRA (no such guarantee).
+    """
+
+    delta: np.ndarray
+    target: np.ndarray
+    distance: np.ndarray
+    steps: int
+    lr: float
+    rate_bound: float | None = None
+
+
+def _stats(instance, ell, n, key, data):
+    mom = moments(instance, n, key=key, data=data)
+    wbar, wlow = instance.above(ell), instance.below(ell)
+    h = wbar.T @ wbar
+    s2 = wlow @ mom.sxx @ wlow.T
+    cq = wbar.T @ mom.cross @ wlow.T
+    return h, s2, cq
+
+
+@partial(jax.jit, static_argnames=("steps",))
+def _run_lora(h, s2, cq, u0, v0, target, lr, steps):
+    tn = jnp.linalg.norm(target)
+
+    def step(carry, _):
+        u, v = carry
+        g = 2.0 * (h @ (u @ v.T) @ s2 - cq)
+        u, v = u - lr * g @ v, v - lr * g.T @ u
+        return (u, v), jnp.linalg.norm(u @ v.T - target) / tn
+
+    (u, v), dist = jax.lax.scan(step, (u0, v0), None, length=steps)
+    return u @ v.T, dist
+
+
+@partial(jax.jit, static_argnames=("steps",))
+def _run_s2ft(h_s, s2, cq_s, v0, target_v, lr, steps):
+    tn = jnp.linalg.norm(target_v)
+
+    def step(v, _):
+        g = 2.0 * (s2 @ v @ h_s - cq_s.T)  # gradient wrt V (d_{l-1} x s)
+        v = v - lr * g
+        return v, jnp.linalg.norm(v - target_v) / tn
+
+    v, dist = jax.lax.scan(step, v0, None, length=steps)
+    return v, dist
+
+
+def gd_lora(
+    instance: DeepLinearInstance,
+    ell: int,
+    r: int,
+    n: int | None = None,
+    *,
+    init_scale: float = 1e-3,
+    steps: int = 20000,
+    lr: float | None = None,
+    key: Array | None = None,
+    data: Sample | None = None,
+    init_key: Array | None = None,
+) -> GDResult:
+    r"""Gradient descent on both LoRA factors from a small random initialisation.
+
+    $U_0, V_0$ have i.i.d. $\mathcal N(0,\text{init\_scale}^2)$ entries; the step size defaults
+    to $0.25/(\|\overline W_{\ell+1}^\top\overline W_{\ell+1}\|\,\|\hat A^2\|\,(\|\Delta^\star\|_2
+    + \text{init\_scale}))$, a safe fraction of the local smoothness near the minimum-norm
+    solution $\Delta^\star$ (:func:`~lowrank_theory.s2ft.solutions.min_norm_lora`).
+    """
+    ell = instance.check_layer(ell)
+    target = min_norm_lora(instance, ell, r, n, key=key, data=data).delta
+    h, s2, cq = _stats(instance, ell, n, key, data)
+    if lr is None:
+        lr = 0.25 / (
+            np.linalg.norm(h, 2) * np.linalg.norm(s2, 2) * (np.linalg.norm(target, 2) + init_scale)
+        )
+    ik = jax.random.key(instance.seed + 104729) if init_key is None else init_key
+    ku, kv = jax.random.split(ik)
+    d, dp = instance.dims[ell], instance.dims[ell - 1]
+    u0 = init_scale * jax.random.normal(ku, (d, r), dtype=jnp.float64)
+    v0 = init_scale * jax.random.normal(kv, (dp, r), dtype=jnp.float64)
+    steps = check_int(steps, "steps", lo=1)
+    delta, dist = _run_lora(h, s2, cq, u0, v0, target, float(lr), steps)
+    return GDResult(np.asarray(delta), target, np.asarray(dist), steps, float(lr))
+
+
+def gd_s2ft(
+    instance: DeepLinearInstance,
+    ell: int,
+    S: Sequence[int],
+    n: int | None = None,
+    *,
+    steps: int = 5000,
+    lr: float | None = None,
+    key: Array | None = None,
+    data: Sample | None = None,
+) -> GDResult:
+    r"""Gradient descent on $V$ only ($U=U_S$ fixed) from $V_0=0$, step $1/L$ by default.
+
+    From zero the iterates stay in the row space of the least-squares operator, so they converge
+    to the minimum-norm solution of (6), linearly with rate $1-\mu/L$ (reported as
+    ``rate_bound``).
+    """
+    ell = instance.check_layer(ell)
+    fit = min_norm_s2ft(instance, ell, S, n, key=key, data=data)
+    us = selection_matrix(S, instance.dims[ell])
+    h, s2, cq = _stats(instance, ell, n, key, data)
+    h_s = us.T @ h @ us
+    cq_s = us.T @ cq
+    ev_h = np.linalg.eigvalsh(h_s)
+    ev_s = np.linalg.eigvalsh(s2)
+    lmax = 2 * ev_h[-1] * ev_s[-1]
+    tiny = 1e-10
+    mu = 2 * ev_h[ev_h > tiny * ev_h[-1]][0] * ev_s[ev_s > tiny * ev_s[-1]][0]
+    if lr is None:
+        lr = 1.0 / lmax
+    steps = check_int(steps, "steps", lo=1)
+    v, dist = _run_s2ft(h_s, s2, cq_s, jnp.zeros_like(fit.v), fit.v, float(lr), steps)
+    rate = max(abs(1 - lr * mu), abs(1 - lr * lmax)) ** steps
+    return GDResult(
+        us @ np.asarray(v).T, fit.delta, np.asarray(dist), steps, float(lr), float(rate)
+    )
+
+
+# --- Section 4.2 -----------------------------------------------------------------------------
+def sec42_gradients(
+    instance: DeepLinearInstance, ell: int, S: Sequence[int], v: np.ndarray, data: Sample
+) -> dict[str, np.ndarray]:
+    r"""Autodiff gradients of $\hat{\mathcal R}_n$ at $W_\ell+U_SV^\top$ (Section 4.2).
+
+    Returns ``grad_v`` $=\partial\hat{\mathcal R}_n/\partial V$ (autodiff through the network),
+    ``grad_w`` $=G=\partial\hat{\mathcal R}_n/\partial W_\ell$, ``projected``
+    $=(U_S^\top G)^\top$ (the seed's $G_V^O$) and ``lstsq`` $=\arg\min_{G_V}\|U_SG_V^\top-G\|_F$
+    (by ``numpy.linalg.lstsq``).
+    """
+    ell = instance.check_layer(ell)
+    us = selection_matrix(S, instance.dims[ell])
+    wbar, wlow = jnp.asarray(instance.above(ell)), jnp.asarray(instance.below(ell))
+    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+    w_l = jnp.asarray(instance.weights[ell - 1])
+
+    def loss_w(w):
+        return jnp.mean(jnp.sum((y - wbar @ w @ wlow @ x) ** 2, axis=0))
+
+    def loss_v(vv):
+        return loss_w(w_l + jnp.asarray(us) @ vv.T)
+
+    gv = np.asarray(jax.grad(loss_v)(jnp.asarray(v)))
+    gw = np.asarray(jax.grad(loss_w)(w_l + jnp.asarray(us) @ jnp.asarray(v).T))
+    lst = np.linalg.lstsq(us, gw, rcond=None)[0].T
+    return {"grad_v": gv, "grad_w": gw, "projected": (us.T @ gw).T, "lstsq": lst}
+
+
+# --- Section 3.1: coupled structures ----------------------------------------------------------
+def channel_permutation(d: int, S: Sequence[int]) -> np.ndarray:
+    """The permutation putting channels ``S`` first (in the given order), the rest after, ascending."""
+    d = check_int(d, "d", lo=1)
+    chans = _check_channels(S, d)
+    rest = [a for a in range(d) if a not in set(chans)]
+    return np.array([*chans, *rest], dtype=int)
+
+
+def permute_coupled(
+    weights: Sequence[np.ndarray], ell: int, perm: Sequence[int]
+) -> tuple[np.ndarray, ...]:
+    r"""Co-permutes the coupled pair $(W_\ell, W_{\ell+1})$: rows of $W_\ell$, columns of $W_{\ell+1}$.
+
+    $W_{\ell+1}P^\top PW_\ell = W_{\ell+1}W_\ell$, so the network's output is unchanged
+    (Section 3.1, "permutation invariance of coupled structures"). Needs $\ell<L$.
+    """
+    ws = [np.asarray(w, float) for w in weights]
+    ell = check_int(ell, "ell", lo=1, hi=len(ws) - 1)
+    d = ws[ell - 1].shape[0]
+    perm = np.asarray(perm, dtype=int)
+    if sorted(perm.tolist()) != list(range(d)):
+        raise ValueError(f"perm must be a permutation of range({d}), got {perm.tolist()}")
+    out = list(ws)
+    out[ell - 1] = ws[ell - 1][perm, :]
+    out[ell] = ws[ell][:, perm]
+    return tuple(out)
+
+
+def s2ft_sparse_update(
+    w_ell: Float[ArrayLike, "d_ell d_prev"], S: Sequence[int], v: Float[ArrayLike, "d_prev s"]
+) -> Float[np.ndarray, "d_ell d_prev"]:
+    r"""$W_\ell + U_SV^\top$ (scatter of $V^\top$ into the rows $S$)."""
+    us = selection_matrix(S, w_ell.shape[0])
+    return w_ell + us @ np.asarray(v).T
+
+
+def s2ft_dense_update(
+    weights: Sequence[np.ndarray], ell: int, S: Sequence[int], v: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    r"""S²FT's dense-only update (Section 3.2): permute $S$ to the front, add $V^\top$ to the
+    leading $s\times d_{\ell-1}$ block of $PW_\ell$ (a dense slice), and return the permuted
+    network $(\dots, PW_\ell + [V^\top;0], W_{\ell+1}P^\top, \dots)$.
+
+    Its output equals that of the sparse update $W_\ell+U_SV^\top$ in the original order.
+    """
+    ws = [np.asarray(w, float) for w in weights]
+    perm = channel_permutation(ws[ell - 1].shape[0], S)
+    out = list(permute_coupled(ws, ell, perm))
+    s = len(tuple(S))
+    block = out[ell - 1].copy()
+    block[:s, :] = block[:s, :] + np.asarray(v).T
+    out[ell - 1] = block
+    return tuple(out)
