@@ -31,7 +31,7 @@ MOVED = {
     "expressivity": "lora.linear",
     "expressivity_relu": "lora.relu",
     "transfer": "lora.transfer",
-    "sparse_ft": "s2ft.solutions",
+    "sparse_ft": "s2ft",
     "sparse_ft_bounds": "s2ft.bounds",
     "sparse_ft_ops": "s2ft.dynamics",
     "linearization": "lin.linearization",

@@ -20,12 +20,19 @@ Conventions used everywhere in the package (and relied on by the claim checks):
   clear-cut the decision was.
 * Chain products $M_k\cdots M_1$ of a list ``[M_1, ..., M_k]`` (first factor applied first):
   :func:`chain_product`, the one copy used by every paper package.
-* Condition number $\kappa(A) = \sigma_1/\sigma_{\min(m,n)}$ (``inf`` when singular).
+* Condition number $\kappa(A) = \sigma_1/\sigma_{\min(m,n)}$ (``inf`` when singular);
+  $\kappa_*(A) = \sigma_1/\sigma_k$ over the $k$ singular values the rank rule keeps
+  (:func:`kappa_star`).
 
-Every function accepts NumPy or JAX arrays and computes in float64.
+Every function accepts NumPy or JAX arrays and computes in float64. The ``*_np`` variants
+(:func:`pinv_np`, :func:`orth_np`, :func:`low_rank_approx_np`) and :func:`psd_roots`,
+:func:`kappa_star` compute with NumPy on the host and return NumPy arrays: for closed forms
+built from many small host-side products (seed 002's Appendix F), where a JAX dispatch per
+product costs more than the product. They apply the same rank rule.
 """
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,17 +45,25 @@ from .precision import DTYPE, EPS
 from .validation import as_matrix, check_int
 
 __all__ = [
+    "PsdRoots",
     "chain_product",
     "condition_number",
+    "kappa_star",
     "low_rank_approx",
+    "low_rank_approx_np",
     "numerical_rank",
     "orth",
+    "orth_np",
     "pinv",
+    "pinv_np",
     "principal_angles",
     "projector",
+    "psd_roots",
     "psd_sqrt",
     "random_orthogonal",
+    "random_orthonormal",
     "random_with_spectrum",
+    "random_with_spectrum_thin",
     "rank_from_singular_values",
     "rank_gap",
     "rank_threshold",
@@ -304,6 +319,17 @@ def random_orthogonal(key: Array, n: int) -> Float[Array, "n n"]:
     return q * jnp.sign(jnp.diag(r))[None, :]
 
 
+def _padded_spectrum(singular_vals: ArrayLike, m: int, n: int) -> np.ndarray:
+    """At most min(m, n) finite non-negative singular values, padded with zeros to min(m, n)."""
+    s = np.asarray(singular_vals, dtype=DTYPE).reshape(-1)
+    k = min(m, n)
+    if s.shape[0] > k:
+        raise ValueError(f"at most min(m, n) = {k} singular values, got {s.shape[0]}")
+    if np.any(s < 0) or not np.all(np.isfinite(s)):
+        raise ValueError("singular values must be finite and non-negative")
+    return np.concatenate([s, np.zeros(k - s.shape[0])])
+
+
 def random_with_spectrum(
     key: Array, m: int, n: int, singular_vals: ArrayLike
 ) -> Float[Array, "m n"]:
@@ -314,18 +340,143 @@ def random_with_spectrum(
     """
     m = check_int(m, "m", lo=1)
     n = check_int(n, "n", lo=1)
-    s = np.asarray(singular_vals, dtype=DTYPE).reshape(-1)
-    k = min(m, n)
-    if s.shape[0] > k:
-        raise ValueError(f"at most min(m, n) = {k} singular values, got {s.shape[0]}")
-    if np.any(s < 0) or not np.all(np.isfinite(s)):
-        raise ValueError("singular values must be finite and non-negative")
     # padded on the host so that the traced shapes depend on (m, n) only (no recompiles)
-    s = jnp.asarray(np.concatenate([s, np.zeros(k - s.shape[0])]))
+    s = jnp.asarray(_padded_spectrum(singular_vals, m, n))
+    k = min(m, n)
     ku, kv = jax.random.split(key)
     u = random_orthogonal(ku, m)[:, :k]
     v = random_orthogonal(kv, n)[:, :k]
     return (u * s[None, :]) @ v.T
+
+
+# --- NumPy in, NumPy out: host-side closed forms ---------------------------------------------
+def _np64(a: ArrayLike, name: str) -> np.ndarray:
+    """``a`` as a finite float64 NumPy matrix (checked on the host: no JAX dispatch)."""
+    out = np.asarray(a, dtype=DTYPE)
+    if out.ndim != 2:
+        raise ValueError(f"{name} must have 2 dimension(s), got shape {out.shape}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return out
+
+
+def pinv_np(a: ArrayLike, rtol: float | None = None, *, scale: float | None = None) -> np.ndarray:
+    r"""Moore–Penrose pseudo-inverse by NumPy's SVD, inverting the singular values the rank rule
+    keeps (:func:`rank_threshold` with ``rtol``, ``scale``); a zero matrix gives zeros.
+
+    Examples:
+        >>> import numpy as np
+        >>> from lowrank_theory.core.linalg import pinv_np
+        >>> pinv_np(np.diag([2.0, 1e-20])).tolist()
+        [[0.5, 0.0], [0.0, 0.0]]
+    """
+    a = _np64(a, "a")
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    keep = s > rank_threshold(s, a.shape, rtol, scale) if s.size and s[0] > 0 else s > np.inf
+    inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
+    return (vt.T * inv[None, :]) @ u.T
+
+
+def orth_np(a: ArrayLike, rtol: float | None = None, *, scale: float | None = None) -> np.ndarray:
+    r"""$\Phi_*(a)$: orthonormal basis of the column space (NumPy's left singular vectors), of
+    :func:`rank_from_singular_values` columns with ``rtol``, ``scale``; $m\times 0$ for a zero
+    matrix."""
+    a = _np64(a, "a")
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    return u[:, : rank_from_singular_values(s, a.shape, rtol, scale)]
+
+
+def low_rank_approx_np(a: ArrayLike, r: int) -> np.ndarray:
+    r"""$\mathrm{LR}_r(a)$ (seed 002's $\mathrm{SVD}_r$) by NumPy's SVD; ``r`` may exceed
+    $\min(m,n)$ (then ``a`` itself, to rounding)."""
+    a = _np64(a, "a")
+    r = check_int(r, "r", lo=0)
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    r = min(r, s.size)
+    return (u[:, :r] * s[None, :r]) @ vt[:r, :]
+
+
+def kappa_star(a: ArrayLike, rtol: float | None = None, *, scale: float | None = None) -> float:
+    r"""$\kappa_*(a)=\sigma_1/\sigma_k$ with $k$ the numerical rank (``rtol``, ``scale``): the
+    condition number on the range (seed 002's $\|X\|_{op}/\lambda_*(X)$); 1 for a zero matrix.
+
+    Examples:
+        >>> import numpy as np
+        >>> from lowrank_theory.core.linalg import kappa_star
+        >>> kappa_star(np.diag([4.0, 2.0, 0.0])), kappa_star(np.zeros((2, 2)))
+        (2.0, 1.0)
+    """
+    a = _np64(a, "a")
+    s = np.linalg.svd(a, compute_uv=False)
+    k = rank_from_singular_values(s, a.shape, rtol, scale)
+    return float(s[0] / s[k - 1]) if k else 1.0
+
+
+class PsdRoots(NamedTuple):
+    r"""$(S^{1/2}, (S^{1/2})^\dagger, S^\dagger, \operatorname{rank}S)$ of a PSD matrix $S$."""
+
+    root: np.ndarray
+    root_pinv: np.ndarray
+    pinv: np.ndarray
+    rank: int
+
+
+def psd_roots(a: ArrayLike, rtol: float | None = None, *, scale: float | None = None) -> PsdRoots:
+    r"""$S^{1/2}$, its pseudo-inverse, $S^\dagger$ and the rank of a PSD $S$, from one NumPy ``eigh``.
+
+    $S$ is symmetrised first; eigenvalues at or below $\tau$ = :func:`rank_threshold` of
+    $|\lambda|$ (``rtol``; ``scale`` defaults to $\max|\lambda|$) count as zero (negative ones
+    too: no PSD check, see :func:`psd_sqrt` for a checked root).
+
+    Examples:
+        >>> import numpy as np
+        >>> from lowrank_theory.core.linalg import psd_roots
+        >>> r = psd_roots(np.diag([4.0, 0.0]))
+        >>> r.root.tolist(), r.root_pinv.tolist(), r.rank
+        ([[2.0, 0.0], [0.0, 0.0]], [[0.5, 0.0], [0.0, 0.0]], 1)
+    """
+    a = _np64(a, "a")
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    tau = rank_threshold(np.sort(np.abs(w))[::-1], a.shape, rtol, scale)
+    keep = w > tau
+    wp = np.where(keep, w, 0.0)
+    inv_w = np.where(keep, 1.0 / np.where(keep, w, 1.0), 0.0)
+    return PsdRoots(
+        (v * np.sqrt(wp)[None, :]) @ v.T,
+        (v * np.sqrt(inv_w)[None, :]) @ v.T,
+        (v * inv_w[None, :]) @ v.T,
+        int(keep.sum()),
+    )
+
+
+def random_orthonormal(key: Array, m: int, n: int) -> np.ndarray:
+    r"""A Haar-distributed $m\times n$ matrix with orthonormal columns ($m\ge n$) or rows ($m<n$).
+
+    NumPy's QR of a $\max(m,n)\times\min(m,n)$ standard Gaussian drawn with ``key`` (signs of
+    $R$'s diagonal fixed), transposed when $m<n$; a NumPy array. Only the columns used are drawn,
+    so for $m=n$ this is a Haar orthogonal matrix but a different draw from
+    :func:`random_orthogonal` with the same key (seed 002's instances are built from it).
+    """
+    m, n = check_int(m, "m", lo=1), check_int(n, "n", lo=1)
+    g = np.asarray(jax.random.normal(key, (max(m, n), min(m, n)), dtype=DTYPE))
+    qm, rm = np.linalg.qr(g)
+    qm = qm * np.sign(np.diag(rm))[None, :]
+    return qm if m >= n else qm.T
+
+
+def random_with_spectrum_thin(key: Array, m: int, n: int, singular_vals: ArrayLike) -> np.ndarray:
+    r"""$U\operatorname{diag}(s)V^\top$ with $U$, $V$ = :func:`random_orthonormal` ($m\times k$,
+    $n\times k$, $k=\min(m,n)$, keys split from ``key``); a NumPy array.
+
+    The same law as :func:`random_with_spectrum` but only the $k$ columns used are drawn, so not
+    the same matrix for the same key. ``singular_vals``: at most $k$ non-negative values (padded
+    with zeros), in any order.
+    """
+    m, n = check_int(m, "m", lo=1), check_int(n, "n", lo=1)
+    s = _padded_spectrum(singular_vals, m, n)
+    k = min(m, n)
+    k1, k2 = jax.random.split(key)
+    return (random_orthonormal(k1, m, k) * s[None, :]) @ random_orthonormal(k2, n, k).T
 
 
 def subspace_angles_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
