@@ -82,7 +82,7 @@ def _one_depth(cfg: Config, n_layers: int) -> dict:
         spec, mse = [], []
         for s in range(cfg.gd_seeds):
             key = jax.random.fold_in(jax.random.key(cfg.seed + 1000), s)
-            trained = lt.lora.linear.train_linear_lora(
+            trained = lt.lora.train_linear_lora(
                 frozen, target, r, key, starts=1, steps=cfg.gd_steps, lr=cfg.lr
             )
             diff = lt.lora_product(frozen, trained) - target

@@ -9,7 +9,7 @@ import pytest
 
 import lowrank_theory as lt
 from lowrank_theory.claims.lora.linear import build_lemma1
-from lowrank_theory.lora.linear import lemma1_construction, train_linear_lora
+from lowrank_theory.lora import lemma1_construction, train_linear_lora
 
 
 def _instance(d, n_layers, seed=0, rank_e=None, e_scale=2.0, spectrum="decaying"):

@@ -13,7 +13,7 @@ import pytest
 import scipy.linalg
 
 import lowrank_theory as lt
-from lowrank_theory.lora.relu import theorem5_bound, uniform_partition
+from lowrank_theory.lora import theorem5_bound, uniform_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 

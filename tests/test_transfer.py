@@ -9,7 +9,7 @@ import pytest
 
 import lowrank_theory as lt
 from lowrank_theory.core.linalg import principal_angles, random_orthogonal, random_with_spectrum
-from lowrank_theory.lora.transfer import (
+from lowrank_theory.lora import (
     gaussianity_pvalue,
     second_order_score,
     stein_hessian_exact,

@@ -22,10 +22,24 @@ For an identity ``lhs == rhs`` it is the residual ``|lhs - rhs| / scale``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+__all__ = [
+    "REGISTRY",
+    "CheckResult",
+    "Claim",
+    "Relation",
+    "Status",
+    "combine",
+    "compare",
+    "compare_le",
+    "register",
+    "to_jsonable",
+]
 
 Relation = Literal["<=", ">=", "=="]
 Status = Literal["holds", "fails", "empirical"]
@@ -45,17 +59,19 @@ class CheckResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "lhs": _jsonable(self.lhs),
-            "rhs": _jsonable(self.rhs),
+            "lhs": to_jsonable(self.lhs),
+            "rhs": to_jsonable(self.rhs),
             "relation": self.relation,
-            "tol": _jsonable(self.tol),
+            "tol": to_jsonable(self.tol),
             "holds": bool(self.holds),
-            "tightness": _jsonable(self.tightness),
-            "details": {k: _jsonable(v) for k, v in self.details.items()},
+            "tightness": to_jsonable(self.tightness),
+            "details": {k: to_jsonable(v) for k, v in self.details.items()},
         }
 
 
-def _jsonable(v: Any) -> Any:
+def to_jsonable(v: Any) -> Any:
+    """A JSON-ready copy of ``v``: arrays become lists (0-d arrays scalars), non-finite floats
+    strings (``"inf"``, ``"nan"``), mappings dicts with string keys, tuples lists."""
     try:
         import numpy as np
 
@@ -67,9 +83,9 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): to_jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
+        return [to_jsonable(x) for x in v]
     return v
 
 
@@ -105,6 +121,19 @@ def compare(
     else:
         raise ValueError(f"unknown relation {relation!r}")
     return CheckResult(lhs, rhs, relation, tol, bool(holds), float(tight), details)
+
+
+def compare_le(lhs: float, rhs: float, tol: float, **details: Any) -> CheckResult:
+    r"""An upper bound ``lhs <= rhs`` (:func:`compare` with ``"<="``) that may be tight at zero.
+
+    When ``rhs`` is zero to rounding (``rhs <= tol``: the exact regime, e.g. $R\ge\lceil
+    R_E/L\rceil$) and the bound holds, both sides vanish and ``lhs/rhs`` would be a ratio of
+    rounding noise; the tightness is then reported as 1 (attained), not as that ratio.
+    """
+    r = compare(lhs, rhs, "<=", tol, **details)
+    if rhs <= tol and r.holds:
+        r = dataclasses.replace(r, tightness=1.0)
+    return r
 
 
 def _ratio(num: float, den: float) -> float:

@@ -39,7 +39,11 @@ import optax
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
-from ..core.linalg import numerical_rank
+from ..core.linalg import (
+    chain_product,
+    numerical_rank,
+    rank_from_singular_values,
+)
 from ..core.precision import EPS
 from ..core.validation import as_matrix, as_matrix_list, check_int
 
@@ -58,12 +62,9 @@ __all__ = [
 RANK_RTOL = 1.0
 
 
-def _product(mats: Sequence[Array], d: int) -> Array:
-    """$M_k\\cdots M_1$ for ``mats = [M_1, ..., M_k]`` (identity when empty)."""
-    out = jnp.eye(d)
-    for m in mats:
-        out = m @ out
-    return out
+def _rank_rtol(d: int, rtol: float | None) -> float:
+    """The ``rtol`` of the rank rule for $R_E$: the caller's, else ``RANK_RTOL * D * eps``."""
+    return RANK_RTOL * d * EPS if rtol is None else rtol
 
 
 def lora_product(
@@ -78,7 +79,7 @@ def lora_product(
     for i, (w, dw) in enumerate(zip(ws, dws, strict=True)):
         if w.shape != (d, d) or dw.shape != (d, d):
             raise ValueError(f"layer {i + 1}: shapes {w.shape}, {dw.shape}; all must be {(d, d)}")
-    return _product([w + dw for w, dw in zip(ws, dws, strict=True)], d)
+    return chain_product([w + dw for w, dw in zip(ws, dws, strict=True)], identity=d)
 
 
 def _validate(frozen, target, rank: int | None):
@@ -99,16 +100,47 @@ def _validate(frozen, target, rank: int | None):
     return ws, wbar, d, rank
 
 
+def _is_singular(s: np.ndarray) -> bool:
+    r"""Whether a $D\times D$ matrix with singular values ``s`` (decreasing) is numerically
+    singular: its rank under the package's rank rule (default $\mathrm{rtol}=D\varepsilon$ on
+    its own $\sigma_1$; non-singularity is scale-free) is below $D$."""
+    d = s.shape[0]
+    return rank_from_singular_values(s, (d, d)) < d
+
+
 def _check_nonsingular(m: Array, what: str) -> float:
     """Raises ValueError if ``m`` is numerically singular; returns its condition number."""
     s = np.asarray(jnp.linalg.svd(m, compute_uv=False))
-    d = m.shape[0]
-    if not s[0] > 0 or s[-1] <= d * EPS * s[0]:
+    if _is_singular(s):
         raise ValueError(
             f"Lemma 1 assumption violated: {what} is singular "
             f"(sigma_min/sigma_max = {s[-1] / s[0] if s[0] > 0 else 0.0:.2e} <= D*eps)"
         )
     return float(s[0] / s[-1])
+
+
+def _check_assumption(prod: Array, u: Array, s: Array, vt: Array, k_max: int, r_max: int):
+    r"""Lemma 1's assumption: $\prod_l W_l+\mathrm{LR}_k(E)$ non-singular for $k\le$ ``k_max``.
+
+    ``u, s, vt``: the SVD of $E$; ``r_max`` $=R(L-1)$ (for the message; $\mathrm{LR}_k(E)=E$
+    for $k\ge R_E$, so ``k_max`` $=R(L-1)\wedge R_E$). Checked in one batched host SVD
+    (masks, not slices, so no shape-dependent recompiles). Returns the worst condition number.
+    """
+    d = prod.shape[0]
+    un, sn, vtn = np.asarray(u), np.asarray(s), np.asarray(vt)
+    ks = np.arange(k_max + 1)
+    masks = (np.arange(d)[None, :] < ks[:, None]).astype(float)  # (k_max+1, d)
+    lrs = np.einsum("ij,kj,jl->kil", un, masks * sn[None, :], vtn)
+    sv = np.linalg.svd(np.asarray(prod)[None] + lrs, compute_uv=False)
+    bad = [i for i, row in enumerate(sv) if _is_singular(row)]
+    if bad:
+        k = int(ks[bad[0]])
+        raise ValueError(
+            f"Lemma 1 assumption violated: prod_l W_l + LR_{k}(E) is singular "
+            f"(sigma_min/sigma_max = {sv[bad[0], -1] / sv[bad[0], 0]:.2e}); the lemma needs it "
+            f"non-singular for every r <= R(L-1) = {r_max}"
+        )
+    return float(np.max(sv[:, 0] / sv[:, -1]))
 
 
 @dataclass(frozen=True)
@@ -163,37 +195,34 @@ def lemma1_construction(
     """
     ws, wbar, d, r = _validate(frozen, target, rank)
     assert r is not None
+    if index_convention not in ("empty", "literal"):
+        raise ValueError(f"unknown index_convention {index_convention!r}")
     n_layers = len(ws)
     cond = {}
     for i, w in enumerate(ws):
         cond[f"W_{i + 1}"] = _check_nonsingular(w, f"frozen weight W_{i + 1}")
-    prod = _product(ws, d)
+    prod = chain_product(ws, identity=d)
     e = wbar - prod
     u, s, vt = jnp.linalg.svd(e)
-    rank_e = _rank_from_s(np.asarray(s), d, rtol)
-    # assumption: prod + LR_k(E) non-singular for every k <= R(L-1) (LR_k(E) = E for k >= R_E);
-    # checked in one batched host SVD (masks, not slices, so no shape-dependent recompiles)
+    rank_e = rank_from_singular_values(np.asarray(s), (d, d), rtol=_rank_rtol(d, rtol))
     k_max = min(r * (n_layers - 1), rank_e)
-    un, sn, vtn = np.asarray(u), np.asarray(s), np.asarray(vt)
-    ks = np.arange(k_max + 1)
-    masks = (np.arange(d)[None, :] < ks[:, None]).astype(float)  # (k_max+1, d)
-    lrs = np.einsum("ij,kj,jl->kil", un, masks * sn[None, :], vtn)
-    sv = np.linalg.svd(np.asarray(prod)[None] + lrs, compute_uv=False)
-    bad = np.flatnonzero(~(sv[:, -1] > d * EPS * sv[:, 0]))
-    if bad.size:
-        k = int(ks[bad[0]])
-        raise ValueError(
-            f"Lemma 1 assumption violated: prod_l W_l + LR_{k}(E) is singular "
-            f"(sigma_min/sigma_max = {sv[bad[0], -1] / sv[bad[0], 0]:.2e}); the lemma needs it "
-            f"non-singular for every r <= R(L-1) = {r * (n_layers - 1)}"
-        )
-    cond["prod+LR_r(E), worst r<=R(L-1)"] = float(np.max(sv[:, 0] / sv[:, -1]))
+    cond["prod+LR_r(E), worst r<=R(L-1)"] = _check_assumption(
+        prod, u, s, vt, k_max, r * (n_layers - 1)
+    )
     re_prime = min(r * n_layers, rank_e)
     idx = jnp.arange(d)
     e_prime = (u * jnp.where(idx < re_prime, s, 0.0)[None, :]) @ vt
-    v = vt.T
-    if index_convention not in ("empty", "literal"):
-        raise ValueError(f"unknown index_convention {index_convention!r}")
+    qs, dws, a_terms = _adapters(ws, e_prime, vt.T, r, re_prime, index_convention, cond)
+    return LinearLemma1(dws, qs, e, e_prime, rank_e, r, a_terms, cond)
+
+
+def _adapters(ws, e_prime, v, r: int, re_prime: int, index_convention: str, cond: dict):
+    r"""The recursion (8)/(11): $Q_l$, $\Delta W_l$ and $A_l$ for $l=1,\dots,L$.
+
+    Records the condition number of each inverted $W_l+\Delta W_l$ ($l<L$) in ``cond``.
+    """
+    d, n_layers = e_prime.shape[0], len(ws)
+    idx = jnp.arange(d)
     qs, dws, a_terms = [], [], []
     for l in range(1, n_layers + 1):
         lo, hi = r * (l - 1), min(r * l, re_prime)
@@ -202,8 +231,8 @@ def lemma1_construction(
         sel = ((idx >= lo) & (idx < hi)).astype(v.dtype)
         q_l = (v * sel[None, :]) @ v.T
         eq_l = e_prime @ q_l
-        suffix = _product(ws[l:], d)  # W_L ... W_{l+1}
-        prefix = _product([w + dw for w, dw in zip(ws[: l - 1], dws, strict=True)], d)
+        suffix = chain_product(ws[l:], identity=d)  # W_L ... W_{l+1}
+        prefix = chain_product([w + dw for w, dw in zip(ws[: l - 1], dws, strict=True)], identity=d)
         left = jnp.linalg.solve(suffix, eq_l)  # suffix^{-1} E'Q_l
         dw_l = jnp.linalg.solve(prefix.T, left.T).T  # ... prefix^{-1}
         if l < n_layers:
@@ -211,14 +240,7 @@ def lemma1_construction(
         qs.append(q_l)
         dws.append(dw_l)
         a_terms.append(suffix @ dw_l @ prefix)
-    return LinearLemma1(dws, qs, e, e_prime, rank_e, r, a_terms, cond)
-
-
-def _rank_from_s(s: np.ndarray, d: int, rtol: float | None) -> int:
-    if s[0] <= 0:
-        return 0
-    tol = (RANK_RTOL * d * EPS if rtol is None else rtol) * s[0]
-    return int(np.sum(s > tol))
+    return qs, dws, a_terms
 
 
 def linear_adapters(
@@ -273,7 +295,7 @@ def linear_min_error(
     """
     ws, wbar, d, r = _validate(frozen, target, rank)
     assert r is not None
-    e = wbar - _product(ws, d)
+    e = wbar - chain_product(ws, identity=d)
     k = r * len(ws) + 1
     s = np.asarray(jnp.linalg.svd(e, compute_uv=False))
     return float(s[k - 1]) if k <= d else 0.0
@@ -293,8 +315,8 @@ def min_lora_rank(
     $E = 0$ (no adaptation needed).
     """
     ws, wbar, d, _ = _validate(frozen, target, None)
-    e = wbar - _product(ws, d)
-    rank_e = numerical_rank(e, rtol=RANK_RTOL * d * EPS if rtol is None else rtol)
+    e = wbar - chain_product(ws, identity=d)
+    rank_e = numerical_rank(e, rtol=_rank_rtol(d, rtol))
     return math.ceil(rank_e / len(ws))
 
 

@@ -52,12 +52,14 @@ import optax
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
+from ..core.linalg import chain_product
 from ..core.validation import as_array, as_matrix, as_matrix_list, check_int
 from .linear import LinearLemma1, lemma1_construction
 
 __all__ = [
     "ReluAdapters",
     "Theorem5",
+    "Theorem5Construction",
     "relu_adapters",
     "relu_fnn",
     "theorem5_bound",
@@ -248,9 +250,7 @@ def relu_adapters(
         offset = c_new
         radii.append(float(jnp.linalg.norm(partial, 2)) * radius + float(jnp.linalg.norm(offset)))
     biases.append(bbar - adapted[-1] @ offset)
-    eff = adapted[0]
-    for w in adapted[1:]:
-        eff = w @ eff
+    eff = chain_product(adapted)
     return ReluAdapters(lin.adapters, biases, adapted, radius, radii, eff, lin)
 
 
@@ -291,13 +291,6 @@ class Theorem5:
     bound: float
     beta_corrected: float
     bound_corrected: float
-
-
-def _block_product(ws: list[Array], block: list[int]) -> Array:
-    out = ws[block[0] - 1]
-    for l in block[1:]:
-        out = ws[l - 1] @ out
-    return out
 
 
 def theorem5_bound(
@@ -343,7 +336,9 @@ def theorem5_bound(
     m = len(ws) // len(tws)
     e = []
     for wb, block in zip(tws, part, strict=True):
-        s = np.asarray(jnp.linalg.svd(wb - _block_product(ws, block), compute_uv=False))
+        s = np.asarray(
+            jnp.linalg.svd(wb - chain_product([ws[l - 1] for l in block]), compute_uv=False)
+        )
         e.append(float(s[rank * m]) if rank * m < d else 0.0)
     fro = [float(jnp.linalg.norm(w)) for w in tws]
     bn = [float(jnp.linalg.norm(b)) for b in tbs]

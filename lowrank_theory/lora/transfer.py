@@ -39,7 +39,7 @@ import scipy.stats
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
-from ..core.linalg import low_rank_approx, pinv, psd_sqrt
+from ..core.linalg import low_rank_approx, pinv, psd_sqrt, rank_from_singular_values
 from ..core.validation import as_array, as_matrix, as_matrix_list, check_int
 
 __all__ = [
@@ -67,7 +67,8 @@ def _check_sigma(sigma, d: int) -> Array:
     if float(jnp.abs(s - s.T).max()) > 1e-10 * float(jnp.abs(s).max()):
         raise ValueError("sigma (input covariance) must be symmetric")
     ev = np.linalg.eigvalsh(np.asarray(s))
-    if not ev[0] > d * 1e-14 * ev[-1]:
+    # positive definite: all D eigenvalues above the rank rule's cut-off d*1e-14*lambda_max
+    if rank_from_singular_values(ev[::-1], s.shape, rtol=d * 1e-14) < d:
         raise ValueError(
             f"sigma must be positive definite for T(x) = Sigma^-1 x x^T Sigma^-1 - Sigma^-1 "
             f"(smallest eigenvalue {ev[0]:.3e})"
@@ -168,9 +169,17 @@ def _gh_grid(k: int, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return pts, wts
 
 
-def _z_cov(w1: Array, s: Array) -> tuple[Array, Array]:
-    c = w1 @ s @ w1.T
-    return c, jnp.linalg.cholesky(c)
+def _z_quadrature(w1, sigma, nodes: int) -> tuple[Array, Array, Array, Array, Array]:
+    r"""Validated $W_1$, $\Sigma$, $C=W_1\Sigma W_1^\top$ and the Gauss-Hermite nodes and
+    weights for $z=W_1x\sim\mathcal N(0,C)$: ``(w1, sigma, C, z, weights)``."""
+    w1a = as_matrix(w1, "w1")
+    k, d = w1a.shape
+    check_int(k, "rows of w1 (k1)", lo=1, hi=3)
+    s = _check_sigma(sigma, d)
+    c = w1a @ s @ w1a.T
+    lc = jnp.linalg.cholesky(c)
+    pts, wts = _gh_grid(k, nodes)
+    return w1a, s, c, jnp.asarray(pts) @ lc.T, jnp.asarray(wts)
 
 
 def stein_matrix_exact(
@@ -196,14 +205,7 @@ def stein_matrix_exact(
         w1: $W_1$ with full row rank $k\le 3$.
         sigma: $\Sigma$, positive definite.
     """
-    w1a = as_matrix(w1, "w1")
-    k, d = w1a.shape
-    check_int(k, "rows of w1 (k1)", lo=1, hi=3)
-    s = _check_sigma(sigma, d)
-    c, lc = _z_cov(w1a, s)
-    pts, wts = _gh_grid(k, nodes)
-    z = jnp.asarray(pts) @ lc.T
-    wj = jnp.asarray(wts)
+    w1a, s, c, z, wj = _z_quadrature(w1, sigma, nodes)
     eg, egzz = _quad_moments(link, z, wj, params)
     kmat = jnp.linalg.solve(c, w1a @ s).T  # Sigma W1^T C^-1 (C, Sigma symmetric)
     cond = s - kmat @ c @ kmat.T
@@ -221,14 +223,8 @@ def stein_hessian_exact(
     nodes: int = 40,
 ) -> tuple[Float[Array, "D D"], Float[Array, "k k"]]:
     r"""$W_1^\top\,\mathbb E[(\nabla_z^2g)(W_1x)]\,W_1$ and $H=\mathbb E[\nabla_z^2 g]$ (autodiff Hessian, same quadrature)."""
-    w1a = as_matrix(w1, "w1")
-    k, d = w1a.shape
-    check_int(k, "rows of w1 (k1)", lo=1, hi=3)
-    s = _check_sigma(sigma, d)
-    _, lc = _z_cov(w1a, s)
-    pts, wts = _gh_grid(k, nodes)
-    z = jnp.asarray(pts) @ lc.T
-    h = _quad_hessian(link, z, jnp.asarray(wts), params)
+    w1a, _, _, z, wj = _z_quadrature(w1, sigma, nodes)
+    h = _quad_hessian(link, z, wj, params)
     return w1a.T @ h @ w1a, h
 
 

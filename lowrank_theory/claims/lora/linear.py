@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
+from jax import Array
 
-from ...core.linalg import numerical_rank, random_with_spectrum
-from ...core.precision import EPS, tolerance
+from ...core.linalg import chain_product, numerical_rank, random_with_spectrum, rank_threshold
+from ...core.precision import tolerance
 from ...lora.linear import (
-    _product,
     lemma1_construction,
     linear_min_error,
     lora_product,
@@ -61,23 +61,43 @@ def lemma1_params(draw, dims=DIMS, max_layers: int = 4, exact: bool = False) -> 
     }
 
 
-def build_lemma1(p: dict[str, Any]) -> dict[str, Any]:
-    """A Lemma 1 instance satisfying its assumptions (see the module docstring)."""
-    d, n_layers, rank_e = p["D"], p["L"], p["rank_e"]
-    keys = jax.random.split(jax.random.key(p["seed"]), n_layers + 1)
+def error_spectrum(kind: str, n: int) -> np.ndarray:
+    r"""The $n$ singular values of a drawn error matrix before scaling: ``"flat"`` (all 1) or
+    ``"decaying"`` ($0.7^{i}$, $i=0,\dots,n-1$)."""
+    return np.ones(n) if kind == "flat" else 0.7 ** np.arange(n, dtype=float)
+
+
+def frozen_and_error(keys, p: dict[str, Any]) -> tuple[list[Array], Array, Array]:
+    r"""Frozen $W_1,\dots,W_L$, their product $\prod_l W_l$ and an error matrix $E$.
+
+    ``p`` holds ``D``, ``L``, ``rank_e``, ``spectrum``, ``log10_cond`` and ``e_scale`` (see the
+    module docstring); $W_l$ is drawn from ``keys[l-1]`` and $E$ from ``keys[L]``, with its
+    spectrum :func:`error_spectrum` scaled to ``e_scale`` $\cdot\,\sigma_{\min}(\prod_l W_l)$.
+    """
+    d, n_layers = p["D"], p["L"]
     spec = np.logspace(0.0, -p["log10_cond"], d)
     ws = [random_with_spectrum(k, d, d, spec) for k in keys[:n_layers]]
-    prod = _product(ws, d)
+    prod = chain_product(ws)
     smin = float(jnp.linalg.svd(prod, compute_uv=False)[-1])
-    if p["spectrum"] == "flat":
-        se = np.ones(rank_e)
-    else:
-        se = 0.7 ** np.arange(rank_e, dtype=float)
-    e = random_with_spectrum(keys[-1], d, d, se * p["e_scale"] * smin)
+    se = error_spectrum(p["spectrum"], p["rank_e"])
+    e = random_with_spectrum(keys[n_layers], d, d, se * p["e_scale"] * smin)
+    return ws, prod, e
+
+
+def build_lemma1(p: dict[str, Any]) -> dict[str, Any]:
+    """A Lemma 1 instance satisfying its assumptions (see the module docstring)."""
+    keys = jax.random.split(jax.random.key(p["seed"]), p["L"] + 1)
+    ws, prod, e = frozen_and_error(keys, p)
     target = prod + e
     inst = {"params": p, "frozen": ws, "target": target, "R": p["R"], "E": e}
     inst["construction"] = lemma1_construction(ws, target, p["R"])  # asserts the assumption
     return inst
+
+
+def _adapter_rank(dw: Array) -> int:
+    r"""Numerical rank of an adapter by the rank rule on its own $\sigma_1$; 0 for a zero
+    adapter (and for one with NaN entries, which the rule's input check would reject)."""
+    return numerical_rank(dw) if float(jnp.abs(dw).max()) > 0 else 0
 
 
 def _scale_and_tol(inst: dict[str, Any]) -> tuple[float, float]:
@@ -110,7 +130,7 @@ def check_min_error(inst: dict[str, Any], *, gd_steps: int = 400, starts: int = 
     key = jax.random.fold_in(jax.random.key(inst["params"]["seed"]), 1)
     trained = train_linear_lora(ws, target, r, key, starts=starts, steps=gd_steps)
     err_gd = float(jnp.linalg.norm(lora_product(ws, trained) - target, 2))
-    gd_rank = max(numerical_rank(dw) if float(jnp.abs(dw).max()) > 0 else 0 for dw in trained)
+    gd_rank = max(_adapter_rank(dw) for dw in trained)
     # the trained adapters must respect the rank constraint for the comparison to mean anything
     assert gd_rank <= r, f"trained adapter rank {gd_rank} > R = {r}"
     norm, tol = _scale_and_tol(inst)
@@ -164,14 +184,14 @@ def check_construction(inst: dict[str, Any], convention: str = "empty") -> Check
         ),
     ]
     for l, (dw, a_l, q) in enumerate(zip(c.adapters, c.a_terms, c.q, strict=True), 1):
-        rk = numerical_rank(dw) if float(jnp.abs(dw).max()) > 0 else 0
+        rk = _adapter_rank(dw)
         results.append(compare(rk, r, "<=", 0.0, condition=f"(9) rank dW_{l} <= R"))
         if l < len(ws):
             s = jnp.linalg.svd(ws[l - 1] + dw, compute_uv=False)
             results.append(
                 compare(
                     float(s[-1]),
-                    d * EPS * float(s[0]),
+                    rank_threshold(s, (d, d)),  # the rank rule's cut-off: D eps sigma_1
                     ">=",
                     0.0,
                     condition=f"(10) W_{l}+dW_{l} non-singular",

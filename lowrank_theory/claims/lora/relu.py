@@ -27,26 +27,23 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
-from ...core.linalg import random_with_spectrum
+from ...core.linalg import chain_product, random_with_spectrum
 from ...core.precision import tolerance
 from ...lora.linear import lemma1_construction
 from ...lora.relu import (
-    _block_product,
     relu_adapters,
     relu_fnn,
     theorem5_bound,
     theorem5_construction,
+    uniform_partition,
 )
-from ..base import CheckResult, Claim, compare, register
+from ..base import CheckResult, Claim, compare, compare_le, register
+from .linear import error_spectrum, frozen_and_error
 
 SOURCE_L9 = "000, Case 2, Lemma 9 (detailed Lemma 2)"
 SOURCE_T5 = "000, Case 3, Theorem 5"
 N_POINTS = 64
 DISTS = ("cube", "sphere", "onehot", "positive", "lowrank", "aligned")
-
-
-def _spectrum(kind: str, n: int) -> np.ndarray:
-    return np.ones(n) if kind == "flat" else 0.7 ** np.arange(n, dtype=float)
 
 
 def _points(key, kind: str, d: int, v: np.ndarray | None = None) -> np.ndarray:
@@ -99,13 +96,7 @@ def lemma9_params(draw, exact: bool = False, dims=(2, 3, 4, 6, 8, 16, 32)) -> di
 def build_lemma9(p: dict[str, Any]) -> dict[str, Any]:
     d, n_layers, rank_e = p["D"], p["L"], p["rank_e"]
     keys = jax.random.split(jax.random.key(p["seed"]), n_layers + 4)
-    spec = np.logspace(0.0, -p["log10_cond"], d)
-    ws = [random_with_spectrum(k, d, d, spec) for k in keys[:n_layers]]
-    prod = _block_product(ws, list(range(1, n_layers + 1)))
-    smin = float(jnp.linalg.svd(prod, compute_uv=False)[-1])
-    e = random_with_spectrum(
-        keys[n_layers], d, d, _spectrum(p["spectrum"], rank_e) * p["e_scale"] * smin
-    )
+    ws, prod, e = frozen_and_error(keys, p)
     wbar = prod + e
     k = min(p["R"] * n_layers, rank_e)
     # E - E' exactly as the construction truncates it (with a flat spectrum LR_k is not unique,
@@ -143,15 +134,6 @@ def _diffs(inst: dict[str, Any]):
     f = np.asarray(c(x))
     fbar = np.asarray(relu_fnn([inst["wbar"]], [inst["bbar"]], x))
     return f, fbar
-
-
-def _le(lhs: float, rhs: float, tol: float, **details: Any) -> CheckResult:
-    """``lhs <= rhs``; when ``rhs`` is zero to rounding (``<= tol``, the exact regime) and the
-    claim holds, both sides vanish: tightness is reported as 1, not as noise/noise."""
-    r = compare(lhs, rhs, "<=", tol, **details)
-    if rhs <= tol and r.holds:
-        r = dataclasses.replace(r, tightness=1.0)
-    return r
 
 
 def check_identity_as_written(inst: dict[str, Any]) -> CheckResult:
@@ -206,7 +188,7 @@ def check_mse(inst: dict[str, Any], reading: str = "as-written") -> CheckResult:
     _, tol_f = _tol_f(inst)
     err_max = float(np.max(np.linalg.norm(f - fbar, axis=1)))
     tol = 2 * tol_f * err_max * math.sqrt(inst["params"]["D"]) + tolerance(c_sig * sk**2)
-    return _le(
+    return compare_le(
         lhs,
         c_sig * sk**2,
         tol,
@@ -344,31 +326,25 @@ def build_theorem5(p: dict[str, Any]) -> dict[str, Any]:
     small = p["regime"] == "small-target"
     spec = np.ones(d) if small else np.logspace(0.0, -0.5, d)
     ws = [random_with_spectrum(k, d, d, spec) for k in keys[:n_layers]]
-    blocks = _partition(n_layers, lbar)
+    blocks = uniform_partition(n_layers, lbar)
     tws, tbs = [], []
     for i, block in enumerate(blocks):
-        prod = _block_product(ws, block)
+        prod = chain_product([ws[l - 1] for l in block])
         kk = keys[n_layers + 2 * i]
         if small:
             tws.append(0.01 * random_with_spectrum(kk, d, d, np.ones(d)))
         else:
             smin = float(jnp.linalg.svd(prod, compute_uv=False)[-1])
-            se = _spectrum(p["spectrum"], p["rank_e"]) * p["e_scale"] * smin
+            se = error_spectrum(p["spectrum"], p["rank_e"]) * p["e_scale"] * smin
             tws.append(prod + random_with_spectrum(kk, d, d, se))
         tbs.append(p["bias_scale"] * jax.random.normal(keys[n_layers + 2 * i + 1], (d,)))
-    e1 = np.asarray(tws[0] - _block_product(ws, blocks[0]))
+    e1 = np.asarray(tws[0] - chain_product([ws[l - 1] for l in blocks[0]]))
     vt = np.linalg.svd(e1)[2]
     k = min(p["R"] * len(blocks[0]), d - 1)
     x = _points(keys[-1], p["dist"], d, vt[k])
     fb = [jnp.zeros(d)] * n_layers
     c = theorem5_construction(ws, fb, tws, tbs, p["R"], x)
     return {"params": p, "frozen": ws, "tws": tws, "tbs": tbs, "x": x, "c": c}
-
-
-def _partition(n_layers: int, lbar: int):
-    from ...lora.relu import uniform_partition
-
-    return uniform_partition(n_layers, lbar)
 
 
 def check_theorem5(inst: dict[str, Any], reading: str = "as-written") -> CheckResult:
@@ -387,7 +363,7 @@ def check_theorem5(inst: dict[str, Any], reading: str = "as-written") -> CheckRe
         float(jnp.linalg.norm(b)) * math.prod(norms[l + 1 :]) for l, b in enumerate(c.biases)
     )
     tol = tolerance(scale * kappa, n=d * n_layers) + tolerance(rhs)
-    return _le(
+    return compare_le(
         lhs,
         rhs,
         tol,

@@ -22,7 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
-from ...core.linalg import principal_angles, random_orthogonal, random_with_spectrum
+from ...core.linalg import (
+    principal_angles,
+    random_orthogonal,
+    random_with_spectrum,
+    rank_from_singular_values,
+)
 from ...core.precision import tolerance
 from ...lora.transfer import (
     reduced_rank_fit,
@@ -31,8 +36,7 @@ from ...lora.transfer import (
     stein_hessian_exact,
     stein_matrix_exact,
 )
-from ..base import CheckResult, Claim, combine, compare, register
-from .relu import _le
+from ..base import CheckResult, Claim, combine, compare, compare_le, register
 
 SOURCE_S = "000, Transfer Learning, second-order Stein formula (10)"
 SOURCE_Z = "000, Transfer Learning, constrained optimisation for Z"
@@ -144,7 +148,8 @@ def check_rowspace(inst: dict[str, Any]) -> CheckResult:
     ev = np.sort(np.abs(np.linalg.eigvalsh(np.asarray(0.5 * (inst["a"] + inst["a"].T)))))[::-1]
     _, tol_a = _stein_tol(inst)
     gap = float(ev[k1 - 1])
-    if gap <= 10 * tol_a:  # A has fewer than k1 eigenvalues above rounding: not recovered
+    # A has fewer than k1 eigenvalues above 10x its rounding budget: not recovered
+    if rank_from_singular_values(ev, inst["a"].shape, rtol=10.0, scale=tol_a) < k1:
         return compare(
             1.0, 0.0, "==", 0.0, scale=1.0, eig_k1=gap, eig_1=float(ev[0]),
             reason="rank A < k1: the top-k1 eigenvectors are not determined by A",
@@ -305,7 +310,7 @@ def check_closed_form(inst: dict[str, Any]) -> CheckResult:
     zs = np.asarray(reduced_rank_fit(y, x, k, rtol=rtol))
     val = float(np.linalg.norm(y - zs @ x))
     s = np.linalg.svd(zs, compute_uv=False)
-    rank = int(np.sum(s > 1e-10 * max(s[0], 1e-300)))
+    rank = rank_from_singular_values(s, zs.shape, rtol=1e-10, scale=max(s[0], 1e-300))
     key = jax.random.fold_in(jax.random.key(inst["params"]["seed"]), 7)
     als = _als(y, x, k, key)
     scale = float(np.linalg.norm(y)) * float(
@@ -314,7 +319,7 @@ def check_closed_form(inst: dict[str, Any]) -> CheckResult:
     tol = tolerance(scale, n=x.shape[0])
     checks = [
         compare(rank, k, "<=", 0.0, condition="rank Z* <= k"),
-        _le(val, als, tol, als=als, closed_form=val),
+        compare_le(val, als, tol, als=als, closed_form=val),
     ]
     if inst["params"]["regime"] != "generic":  # Y = Z X exactly with rank Z <= k
         checks.append(compare(val, 0.0, "==", tol, scale=max(float(np.linalg.norm(y)), 1e-300)))
