@@ -33,7 +33,7 @@ import numpy as np
 import lowrank_theory as lt
 from lowrank_theory.pipeline.plotting import COLORS, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
-from lowrank_theory.s2ft.bounds import (
+from lowrank_theory.s2ft import (
     bias_lora,
     bias_s2ft,
     theorem_f10_bias,

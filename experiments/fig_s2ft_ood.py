@@ -34,10 +34,11 @@ import jax
 import numpy as np
 
 import lowrank_theory as lt
+from lowrank_theory.core.linalg import low_rank_approx_np
 from lowrank_theory.pipeline.plotting import COLORS, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
-from lowrank_theory.s2ft.bounds import label_shift_epsilon, notation
-from lowrank_theory.s2ft.solutions import svd_r
+from lowrank_theory.s2ft import label_shift_epsilon, pretrained
+from lowrank_theory.s2ft.notation import notation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _models(cfg: Config, inst, n=None, key=None):
     }
     data = None if n is None else lt.sample(inst, n, key)
     models = {
-        "pre-trained": lt.s2ft.solutions.pretrained(inst, cfg.ell),
+        "pre-trained": pretrained(inst, cfg.ell),
         "LoRA": lt.min_norm_lora(inst, cfg.ell, cfg.r, data=data),
         "full FT (layer l)": lt.full_ft(inst, cfg.ell, data=data),
     }
@@ -109,7 +110,7 @@ def main(cfg: Config, sweep: Sweep) -> dict:
         for i in range(cfg.reps)
     ]
     nt = notation(base, cfg.ell)
-    tail = float(np.linalg.norm(svd_r(nt["M"], cfg.r) - nt["M"]))
+    tail = float(np.linalg.norm(low_rank_approx_np(nt.M, cfg.r) - nt.M))
 
     def point(key: str) -> dict:
         t = float(key)

@@ -1,4 +1,4 @@
-"""Unit, cross-check and bad-input tests for lowrank_theory.s2ft.solutions* (seed 002)."""
+"""Unit, cross-check and bad-input tests for lowrank_theory.s2ft (seed 002)."""
 
 import math
 from pathlib import Path
@@ -10,42 +10,39 @@ import scipy.linalg
 import scipy.optimize
 
 import lowrank_theory as lt
+from lowrank_theory.core.linalg import low_rank_approx_np
 from lowrank_theory.core.precision import tolerance
-from lowrank_theory.s2ft.bounds import (
-    channel_sparsity_delta,
-    label_shift_epsilon,
-    lemma_f14,
-    notation,
-    theorem_42,
-    variance_bounds,
-    variance_terms,
-)
-from lowrank_theory.s2ft.dynamics import (
-    channel_permutation,
-    gd_lora,
-    gd_s2ft,
-    permute_coupled,
-    s2ft_dense_update,
-    s2ft_sparse_update,
-)
-from lowrank_theory.s2ft.solutions import (
+from lowrank_theory.s2ft import (
     DeepLinearInstance,
     build_instance,
+    channel_permutation,
     channel_selector,
+    channel_sparsity_delta,
     excess_risk,
     excess_risk_mc,
     full_ft,
+    gd_lora,
+    gd_s2ft,
+    label_shift_epsilon,
+    lemma_f14,
     lora_eigengap,
     min_norm_lora,
     min_norm_s2ft,
     moments,
+    permute_coupled,
     pretrained,
     risk,
+    s2ft_dense_update,
+    s2ft_sparse_update,
     sample,
     selection_matrix,
     sparsity_level,
+    theorem_42,
+    variance_bounds,
+    variance_terms,
     with_label_shift_epsilon,
 )
+from lowrank_theory.s2ft.notation import notation
 
 ROOT = Path(__file__).resolve().parents[1]
 DIMS, ELL = (6, 5, 4, 6), 2
@@ -76,17 +73,17 @@ def test_structure_products(inst):
 
 def test_builder_realises_assumptions(inst):
     nt = notation(inst, ELL, (0, 1, 2))
-    ds = nt["D"] @ nt["Sigma_half"]
+    ds = nt.D @ nt.Sigma_half
     # realisable: the residual lies in range(W_above) and in the layer's input space
-    assert np.linalg.norm((np.eye(6) - nt["P1"]) @ ds) < 1e-12
-    assert np.linalg.norm(ds @ (np.eye(6) - nt["Pi"])) < 1e-12
+    assert np.linalg.norm((np.eye(6) - nt.P1) @ ds) < 1e-12
+    assert np.linalg.norm(ds @ (np.eye(6) - nt.Pi)) < 1e-12
     # Assumption F.4 with exactly the chosen delta (W_above has full column rank here)
     assert channel_sparsity_delta(inst, ELL, (0, 1, 2)) == pytest.approx(0.2, rel=1e-12)
     # exact label-shift epsilon
     i2 = with_label_shift_epsilon(inst, ELL, (0, 1, 2), 0.35, seed=1)
     assert label_shift_epsilon(i2, ELL, (0, 1, 2)) == pytest.approx(0.35, rel=1e-10)
     # label-shift size
-    assert np.linalg.norm((inst.b_out - inst.b_in) @ nt["Sigma_half"]) == pytest.approx(1.0)
+    assert np.linalg.norm((inst.b_out - inst.b_in) @ nt.Sigma_half) == pytest.approx(1.0)
     # covariate shift by a scale c: Sigma_out = c^2 Sigma_in
     i3 = build_instance(0, DIMS, ELL, covariate_scale=3.0)
     assert np.allclose(i3.sigma_x_out, 9 * i3.sigma_x_in)
@@ -248,9 +245,7 @@ def test_lemma_f14_order_counterexample_numbers():
 def test_theorem42_lora_adversarial_shift_gives_zero_risk():
     i = build_instance(0, DIMS, ELL, residual_rank=3, residual_decay=0.5)
     nt = notation(i, ELL)
-    from lowrank_theory.s2ft.solutions import svd_r
-
-    tail = (nt["M"] - svd_r(nt["M"], 1)) @ nt["A_pinv"] @ nt["W_below"]
+    tail = (nt.M - low_rank_approx_np(nt.M, 1)) @ nt.A_pinv @ nt.W_below
     j = i.replace(b_out=i.b_in - tail)
     t = theorem_42(j, ELL, 1, (0,), which="lora")
     assert t.lhs < 1e-25 and t.rhs > 0.3

@@ -2,7 +2,9 @@ r"""Every bound term of seed 002's Section 4 / Appendix F, as functions of an in
 
 Each function returns a :class:`Terms` record: the two sides (``lhs``, ``rhs``), the relation, and
 every named term, so a user sees each side of each inequality. Notation (Appendix F.1-F.2,
-all population quantities of the in-distribution task unless said otherwise):
+all population quantities of the in-distribution task unless said otherwise; each function reads
+them once from :func:`~lowrank_theory.s2ft.notation.notation`, whose :class:`~lowrank_theory.s2ft.notation.Notation`
+documents every object):
 $D = B^{(\mathrm i)}-W^{\mathrm{pre}}$, $\Sigma=\Sigma_x^{(\mathrm i)}$,
 $A=(\underline W_{\ell-1}\Sigma\underline W_{\ell-1}^\top)^{1/2}$,
 $\Pi = \Sigma^{1/2}\underline W_{\ell-1}^\top(A^2)^\dagger\underline W_{\ell-1}\Sigma^{1/2}$ (the
@@ -36,25 +38,21 @@ from typing import Any, Literal
 import numpy as np
 from jax import Array
 
-from ..core.precision import EPS
+from ..core.linalg import kappa_star, low_rank_approx_np, orth_np, rank_from_singular_values
 from ..core.validation import check_int
+from .instance import DeepLinearInstance, Sample, sample, svd_rtol
+from .notation import Notation, notation
 from .solutions import (
-    DeepLinearInstance,
-    Sample,
-    col_basis,
     excess_risk,
     full_ft,
+    lora_eigengap,
     min_norm_lora,
     min_norm_s2ft,
-    moments,
-    pinv_rank,
     pretrained,
-    psd_root,
-    selection_matrix,
-    svd_r,
 )
 
 __all__ = [
+    "Notation",
     "Terms",
     "channel_sparsity_delta",
     "corollary_f18",
@@ -85,98 +83,53 @@ class Terms:
 
 
 def _kappa_star(x: np.ndarray) -> float:
-    s = np.linalg.svd(x, compute_uv=False)
-    s = s[s > max(x.shape) * 1e3 * EPS * (s[0] if s.size else 0.0)]
-    return float(s[0] / s[-1]) if s.size else 1.0
+    return kappa_star(x, svd_rtol(x.shape))
 
 
 def _rank(x: np.ndarray) -> int:
-    s = np.linalg.svd(x, compute_uv=False)
-    return (
-        int((s > max(x.shape) * 1e3 * EPS * (s[0] if s.size else 0.0)).sum())
-        if s.size and s[0] > 0
-        else 0
-    )
+    return rank_from_singular_values(np.linalg.svd(x, compute_uv=False), x.shape, svd_rtol(x.shape))
 
 
-def notation(
-    instance: DeepLinearInstance, ell: int, S: Sequence[int] | None = None
-) -> dict[str, Any]:
-    r"""The Appendix F.2 objects for layer $\ell$ (and channels $S$): $D$, $A$, $\Pi$, $P'$,
-    $P''_S$, $M$, $G^{(\mathrm{i,o})}_{\ell-1}$, $\Sigma^{1/2}$, $\mathcal E_{\mathrm{pre}}$, ..."""
-    ell = instance.check_layer(ell)
-    wbar, wlow = instance.above(ell), instance.below(ell)
-    sig = instance.sigma_x_in
-    rs, rs_pinv, _, _ = psd_root(sig)
-    rs_o = psd_root(instance.sigma_x_out)[0]
-    d = instance.b_in - instance.w_pre
-    a, a_pinv, a2_pinv, rank_a = psd_root(wlow @ sig @ wlow.T)
-    phi1 = col_basis(wbar)
-    p1 = phi1 @ phi1.T
-    m = p1 @ d @ sig @ wlow.T @ a_pinv
-    pi = rs @ wlow.T @ a2_pinv @ wlow @ rs
-    ws, _ = pinv_rank(wlow @ rs)
-    g = ws @ wlow @ rs_o
-    out = {
-        "D": d,
-        "W_above": wbar,
-        "W_below": wlow,
-        "Sigma_half": rs,
-        "Sigma_half_pinv": rs_pinv,
-        "Sigma_out_half": rs_o,
-        "A": a,
-        "A_pinv": a_pinv,
-        "A2_pinv": a2_pinv,
-        "rank_A": rank_a,
-        "Phi1": phi1,
-        "P1": p1,
-        "M": m,
-        "Pi": pi,
-        "G": g,
-        "Sigma_f": d @ sig @ d.T,
-        "E_pre": float(np.sum((d @ rs) ** 2)),
-    }
-    if S is not None:
-        us = selection_matrix(S, instance.dims[ell])
-        phi2 = col_basis(wbar @ us)
-        out["Phi2"] = phi2
-        out["P2"] = phi2 @ phi2.T
-        out["U_S"] = us
-    return out
+def _nt(instance: DeepLinearInstance, ell: int, S, nt: Notation | None) -> Notation:
+    """The population notation: ``nt`` when given (it must have ``S`` when ``S`` is), else computed."""
+    if nt is None:
+        return notation(instance, ell, S)
+    if nt.n is not None or nt.ell != instance.check_layer(ell):
+        raise ValueError(f"nt must be the population notation of layer {ell}")
+    if S is not None and nt.S != tuple(int(a) for a in S):
+        raise ValueError(f"nt has channels {nt.S}, not S = {tuple(S)}")
+    return nt
 
 
-def e_full(instance: DeepLinearInstance, ell: int) -> float:
+def e_full(instance: DeepLinearInstance, ell: int, *, nt: Notation | None = None) -> float:
     r"""$\mathcal E^{(\mathrm i)}(f^{\mathrm{full}}_\ell)$ (population full fine-tuning of layer $\ell$)."""
-    return excess_risk(instance, full_ft(instance, ell), "in")
+    nt = _nt(instance, ell, None, nt)
+    return excess_risk(instance, full_ft(instance, ell, nt=nt), "in")
 
 
-def bias_lora(instance: DeepLinearInstance, ell: int, r: int) -> float:
+def bias_lora(
+    instance: DeepLinearInstance, ell: int, r: int, *, nt: Notation | None = None
+) -> float:
     r"""$(T^{\mathrm{LoRA}}_{\mathrm{bias}})^2 = \|\mathrm{SVD}_r(M)A^\dagger\underline W_{\ell-1}\Sigma^{1/2}-D\Sigma^{1/2}\|_F^2$."""
-    nt = notation(instance, ell)
+    nt = _nt(instance, ell, None, nt)
     return float(
         np.sum(
             (
-                svd_r(nt["M"], r) @ nt["A_pinv"] @ nt["W_below"] @ nt["Sigma_half"]
-                - nt["D"] @ nt["Sigma_half"]
+                low_rank_approx_np(nt.M, r) @ nt.A_pinv @ nt.W_below @ nt.Sigma_half
+                - nt.D @ nt.Sigma_half
             )
             ** 2
         )
     )
 
 
-def bias_s2ft(instance: DeepLinearInstance, ell: int, S: Sequence[int]) -> float:
+def bias_s2ft(
+    instance: DeepLinearInstance, ell: int, S: Sequence[int], *, nt: Notation | None = None
+) -> float:
     r"""$(T^{\mathrm{S^2FT}}_{\mathrm{bias}})^2 = \|P''_SD\Sigma\underline W_{\ell-1}^\top(A^2)^\dagger\underline W_{\ell-1}\Sigma^{1/2}-D\Sigma^{1/2}\|_F^2$."""
-    nt = notation(instance, ell, S)
-    x = (
-        nt["P2"]
-        @ nt["D"]
-        @ instance.sigma_x_in
-        @ nt["W_below"].T
-        @ nt["A2_pinv"]
-        @ nt["W_below"]
-        @ nt["Sigma_half"]
-    )
-    return float(np.sum((x - nt["D"] @ nt["Sigma_half"]) ** 2))
+    nt = _nt(instance, ell, S, nt)
+    x = nt.P2 @ nt.D @ instance.sigma_x_in @ nt.W_below.T @ nt.A2_pinv @ nt.W_below @ nt.Sigma_half
+    return float(np.sum((x - nt.D @ nt.Sigma_half) ** 2))
 
 
 def lemma_f17(instance: DeepLinearInstance, ell: int) -> Terms:
@@ -185,11 +138,13 @@ def lemma_f17(instance: DeepLinearInstance, ell: int) -> Terms:
     ``lhs`` is the excess risk of :func:`~lowrank_theory.s2ft.solutions.full_ft`; ``rhs`` the formula.
     """
     nt = notation(instance, ell)
-    ds = nt["D"] @ nt["Sigma_half"]
+    ds = nt.D @ nt.Sigma_half
     i = np.eye(instance.p)
-    t2 = float(np.sum((ds @ (i - nt["Pi"])) ** 2))
-    t3 = float(np.sum(((np.eye(instance.q) - nt["P1"]) @ ds @ nt["Pi"]) ** 2))
-    return Terms(e_full(instance, ell), t2 + t3, "==", {"T2": t2, "T3": t3, "E_pre": nt["E_pre"]})
+    t2 = float(np.sum((ds @ (i - nt.Pi)) ** 2))
+    t3 = float(np.sum(((np.eye(instance.q) - nt.P1) @ ds @ nt.Pi) ** 2))
+    return Terms(
+        e_full(instance, ell, nt=nt), t2 + t3, "==", {"T2": t2, "T3": t3, "E_pre": nt.E_pre}
+    )
 
 
 def corollary_f18(instance: DeepLinearInstance, ell: int, *, squared: bool = False) -> Terms:
@@ -197,16 +152,16 @@ def corollary_f18(instance: DeepLinearInstance, ell: int, *, squared: bool = Fal
     + \|(I-P')\Phi_*(D\Sigma^{1/2})\|_{op}\mathcal E_{\mathrm{pre}}$ (as written: operator norms
     unsquared; ``squared=True``: the squared norms the proof gives)."""
     nt = notation(instance, ell)
-    ds = nt["D"] @ nt["Sigma_half"]
+    ds = nt.D @ nt.Sigma_half
     u, _s, vt = np.linalg.svd(ds, full_matrices=False)
     k = _rank(ds)
     psi, phi = vt[:k].T, u[:, :k]
-    t1 = float(np.linalg.norm(psi.T @ (np.eye(instance.p) - nt["Pi"]), 2)) if k else 0.0
-    t2 = float(np.linalg.norm((np.eye(instance.q) - nt["P1"]) @ phi, 2)) if k else 0.0
+    t1 = float(np.linalg.norm(psi.T @ (np.eye(instance.p) - nt.Pi), 2)) if k else 0.0
+    t2 = float(np.linalg.norm((np.eye(instance.q) - nt.P1) @ phi, 2)) if k else 0.0
     pw = 2 if squared else 1
-    rhs = (t1**pw + t2**pw) * nt["E_pre"]
+    rhs = (t1**pw + t2**pw) * nt.E_pre
     return Terms(
-        e_full(instance, ell), rhs, "<=", {"psi_term": t1, "phi_term": t2, "E_pre": nt["E_pre"]}
+        e_full(instance, ell, nt=nt), rhs, "<=", {"psi_term": t1, "phi_term": t2, "E_pre": nt.E_pre}
     )
 
 
@@ -225,22 +180,22 @@ def theorem_f10_bias(
     ``"identity"`` checks (13): $(T^{\mathrm{LoRA}}_{\mathrm{bias}})^2 = \|\mathrm{SVD}_r(M)-M\|_F^2+\mathcal E_{\mathrm{full}}$.
     """
     nt = notation(instance, ell)
-    lhs = bias_lora(instance, ell, r)
-    ef = e_full(instance, ell)
+    lhs = bias_lora(instance, ell, r, nt=nt)
+    ef = e_full(instance, ell, nt=nt)
     if reading == "identity":
-        tail = float(np.sum((svd_r(nt["M"], r) - nt["M"]) ** 2))
+        tail = float(np.sum((low_rank_approx_np(nt.M, r) - nt.M) ** 2))
         return Terms(lhs, tail + ef, "==", {"svd_tail": tail, "E_full": ef})
-    sf = nt["Sigma_f"]
+    sf = nt.Sigma_f
     k = _rank(sf)
     kap = _kappa_star(sf)
     kap_used = kap**2 if reading == "as_written" else kap
     frac = max(k - r, 0) / k if k else 0.0
-    rhs = frac * kap_used * nt["E_pre"] + ef
+    rhs = frac * kap_used * nt.E_pre + ef
     return Terms(
         lhs,
         rhs,
         "<=",
-        {"rank_Sigma_f": k, "kappa_Sigma_f": kap, "E_pre": nt["E_pre"], "E_full": ef, "r": r},
+        {"rank_Sigma_f": k, "kappa_Sigma_f": kap, "E_pre": nt.E_pre, "E_full": ef, "r": r},
     )
 
 
@@ -251,26 +206,27 @@ def theorem_f13_bias(
     \mathcal E_{\mathrm{pre}}+\mathcal E_{\mathrm{full}}$; ``identity=True`` checks (23):
     $(T^{\mathrm{S^2FT}}_{\mathrm{bias}})^2 = \|(P''_S-P')D\Sigma\underline W^\top A^\dagger\|_F^2+\mathcal E_{\mathrm{full}}$."""
     nt = notation(instance, ell, S)
-    lhs = bias_s2ft(instance, ell, S)
-    ef = e_full(instance, ell)
+    lhs = bias_s2ft(instance, ell, S, nt=nt)
+    ef = e_full(instance, ell, nt=nt)
     if identity:
-        x = (nt["P2"] - nt["P1"]) @ nt["D"] @ instance.sigma_x_in @ nt["W_below"].T @ nt["A_pinv"]
+        x = (nt.P2 - nt.P1) @ nt.D @ instance.sigma_x_in @ nt.W_below.T @ nt.A_pinv
         t = float(np.sum(x**2))
         return Terms(lhs, t + ef, "==", {"subspace_term": t, "E_full": ef})
-    ds = nt["D"] @ nt["Sigma_half"]
-    phi = col_basis(ds) if _rank(ds) else np.zeros((instance.q, 0))
-    op = float(np.linalg.norm((nt["P1"] - nt["P2"]) @ phi, 2)) if phi.shape[1] else 0.0
+    ds = nt.D @ nt.Sigma_half
+    phi = orth_np(ds, svd_rtol(ds.shape))
+    op = float(np.linalg.norm((nt.P1 - nt.P2) @ phi, 2)) if phi.shape[1] else 0.0
     return Terms(
-        lhs, op**2 * nt["E_pre"] + ef, "<=", {"subspace_op": op, "E_pre": nt["E_pre"], "E_full": ef}
+        lhs, op**2 * nt.E_pre + ef, "<=", {"subspace_op": op, "E_pre": nt.E_pre, "E_full": ef}
     )
 
 
-def channel_sparsity_delta(instance: DeepLinearInstance, ell: int, S0: Sequence[int]) -> float:
+def channel_sparsity_delta(
+    instance: DeepLinearInstance, ell: int, S0: Sequence[int], *, nt: Notation | None = None
+) -> float:
     r"""The smallest $\delta$ for which Assumption F.4 holds with $S_0$:
     $\delta^2 = \sum_{a\notin S_0}\|e_a^\top\overline W_{\ell+1}^\dagger D\Sigma^{1/2}\|^2/\|\overline W_{\ell+1}^\dagger D\Sigma^{1/2}\|_F^2$."""
-    nt = notation(instance, ell)
-    wp, _ = pinv_rank(nt["W_above"])
-    z = wp @ nt["D"] @ nt["Sigma_half"]
+    nt = _nt(instance, ell, None, nt)
+    z = nt.W_above_pinv @ nt.D @ nt.Sigma_half
     tot = float(np.sum(z**2))
     if tot == 0:
         return 0.0
@@ -292,20 +248,20 @@ def lemma_f14(
     S0 = tuple(S) if S0 is None else tuple(S0)
     if not set(S0) <= set(int(a) for a in S):
         raise ValueError(f"Lemma F.14 needs S ⊇ S0; S = {tuple(S)}, S0 = {S0}")
-    ef = e_full(instance, ell)
-    tl = bias_lora(instance, ell, r)
-    ts = bias_s2ft(instance, ell, S)
-    nt = notation(instance, ell)
-    delta = channel_sparsity_delta(instance, ell, S0)
-    kap = _kappa_star(nt["W_above"])
-    up = ef + delta**2 * kap**2 * nt["E_pre"]
+    nt = notation(instance, ell, S)
+    ef = e_full(instance, ell, nt=nt)
+    tl = bias_lora(instance, ell, r, nt=nt)
+    ts = bias_s2ft(instance, ell, S, nt=nt)
+    delta = channel_sparsity_delta(instance, ell, S0, nt=nt)
+    kap = _kappa_star(nt.W_above)
+    up = ef + delta**2 * kap**2 * nt.E_pre
     info = {
         "E_full": ef,
         "T_lora2": tl,
         "T_s2ft2": ts,
         "delta": delta,
         "kappa_W_above": kap,
-        "E_pre": nt["E_pre"],
+        "E_pre": nt.E_pre,
         "r": r,
         "s": len(tuple(S)),
     }
@@ -318,12 +274,12 @@ def lemma_f14(
 
 def _f11_common(instance: DeepLinearInstance, ell: int, r: int) -> dict[str, Any]:
     nt = notation(instance, ell)
-    rso, rsi, g = nt["Sigma_out_half"], nt["Sigma_half"], nt["G"]
+    rso, rsi, g = nt.Sigma_out_half, nt.Sigma_half, nt.G
     bo, bi, w = instance.b_out, instance.b_in, instance.w_pre
     iq = np.eye(instance.q)
-    k = _rank(nt["Sigma_f"])
-    kap = _kappa_star(nt["Sigma_f"])
-    fit = min_norm_lora(instance, ell, r)
+    k = _rank(nt.Sigma_f)
+    kap = _kappa_star(nt.Sigma_f)
+    fit = min_norm_lora(instance, ell, r, nt=nt)
     return {
         "nt": nt,
         "lhs": excess_risk(instance, fit, "out"),
@@ -336,7 +292,7 @@ def _f11_common(instance: DeepLinearInstance, ell: int, r: int) -> dict[str, Any
         "bo": bo,
         "bi": bi,
         "w": w,
-        "svd_tail2": float(np.sum((svd_r(nt["M"], r) - nt["M"]) ** 2)),
+        "svd_tail2": float(np.sum((low_rank_approx_np(nt.M, r) - nt.M) ** 2)),
     }
 
 
@@ -360,10 +316,10 @@ def theorem_f11_upper(
     """
     f = _f11_common(instance, ell, r)
     nt = f["nt"]
-    a2 = float(np.sum(((f["iq"] - nt["P1"]) @ f["bo"] @ f["rso"]) ** 2))
+    a2 = float(np.sum(((f["iq"] - nt.P1) @ f["bo"] @ f["rso"]) ** 2))
     b2 = float(np.sum(((f["bo"] - f["bi"]) @ f["rsi"]) ** 2)) * f["g_op"] ** 2
-    c = float(np.linalg.norm((f["bo"] - f["w"]) @ (f["rso"] - f["rsi"] @ nt["G"])))
-    d2 = f["frac"] * f["kappa_Sigma_f"] ** 2 * f["g_op"] ** 2 * nt["E_pre"]
+    c = float(np.linalg.norm((f["bo"] - f["w"]) @ (f["rso"] - f["rsi"] @ nt.G)))
+    d2 = f["frac"] * f["kappa_Sigma_f"] ** 2 * f["g_op"] ** 2 * nt.E_pre
     cc = c if reading == "as_written" else c**2
     rhs = constant * (a2 + b2 + cc + d2)
     return Terms(
@@ -393,10 +349,10 @@ def theorem_f11_lower(
     f = _f11_common(instance, ell, r)
     nt = f["nt"]
     shift = float(np.sum(((f["bo"] - f["bi"]) @ f["rso"]) ** 2))
-    t1 = float(np.sum(((f["iq"] - nt["P1"]) @ f["bi"] @ f["rso"]) ** 2))
-    t2 = float(np.sum((nt["D"] @ (f["rso"] - f["rsi"] @ nt["G"])) ** 2))
+    t1 = float(np.sum(((f["iq"] - nt.P1) @ f["bi"] @ f["rso"]) ** 2))
+    t2 = float(np.sum((nt.D @ (f["rso"] - f["rsi"] @ nt.G)) ** 2))
     pw = 1 if reading == "as_written" else 2
-    t3 = f["frac"] * f["kappa_Sigma_f"] ** 2 * f["g_op"] ** pw * nt["E_pre"]
+    t3 = f["frac"] * f["kappa_Sigma_f"] ** 2 * f["g_op"] ** pw * nt.E_pre
     rhs = (1 - eta) * shift - 3 * (1 / eta - 1) * (t1 + t2 + t3)
     return Terms(
         f["lhs"],
@@ -421,14 +377,14 @@ def theorem_f15(instance: DeepLinearInstance, ell: int, S: Sequence[int]) -> Ter
     +3\|\overline W_\ell\|_{op}^2\|\underline W_{\ell-1}(\Sigma_x^{(\mathrm o)1/2}-\Sigma_x^{(\mathrm i)1/2}G)\|_F^2$
     ($\overline W_\ell = W_L\cdots W_\ell$; the garbled last factor read as in the proof)."""
     nt = notation(instance, ell, S)
-    fit = min_norm_s2ft(instance, ell, S)
+    fit = min_norm_s2ft(instance, ell, S, nt=nt)
     lhs = excess_risk(instance, fit, "out")
     e_pre_o = excess_risk(instance, pretrained(instance, ell), "out")
-    rso, rsi, g = nt["Sigma_out_half"], nt["Sigma_half"], nt["G"]
-    t1 = float(np.sum((nt["P2"] @ (instance.b_out - instance.b_in) @ rso) ** 2))
+    rso, rsi, g = nt.Sigma_out_half, nt.Sigma_half, nt.G
+    t1 = float(np.sum((nt.P2 @ (instance.b_out - instance.b_in) @ rso) ** 2))
     t2 = float(np.sum((instance.b_in @ (rso - rsi @ g)) ** 2))
-    wl = nt["W_above"] @ instance.weights[ell - 1]
-    t3 = float(np.linalg.norm(wl, 2)) ** 2 * float(np.sum((nt["W_below"] @ (rso - rsi @ g)) ** 2))
+    wl = nt.W_above @ instance.weights[ell - 1]
+    t3 = float(np.linalg.norm(wl, 2)) ** 2 * float(np.sum((nt.W_below @ (rso - rsi @ g)) ** 2))
     return Terms(
         lhs,
         e_pre_o + 3 * (t1 + t2 + t3),
@@ -443,10 +399,10 @@ def remark_f16(instance: DeepLinearInstance, ell: int, S: Sequence[int]) -> Term
     if not np.allclose(instance.sigma_x_in, instance.sigma_x_out):
         raise ValueError("Remark F.16 assumes no covariate shift (Sigma_x^(i) = Sigma_x^(o))")
     nt = notation(instance, ell, S)
-    lhs = excess_risk(instance, min_norm_s2ft(instance, ell, S), "out")
+    lhs = excess_risk(instance, min_norm_s2ft(instance, ell, S, nt=nt), "out")
     e_pre_o = excess_risk(instance, pretrained(instance, ell), "out")
-    t1 = float(np.sum((nt["P2"] @ (instance.b_out - instance.b_in) @ nt["Sigma_half"]) ** 2))
-    t2 = float(np.sum((instance.b_in @ nt["Sigma_half"] @ (np.eye(instance.p) - nt["Pi"])) ** 2))
+    t1 = float(np.sum((nt.P2 @ (instance.b_out - instance.b_in) @ nt.Sigma_half) ** 2))
+    t2 = float(np.sum((instance.b_in @ nt.Sigma_half @ (np.eye(instance.p) - nt.Pi)) ** 2))
     return Terms(
         lhs,
         e_pre_o + 3 * (t1 + t2),
@@ -455,12 +411,14 @@ def remark_f16(instance: DeepLinearInstance, ell: int, S: Sequence[int]) -> Term
     )
 
 
-def label_shift_epsilon(instance: DeepLinearInstance, ell: int, S: Sequence[int]) -> float:
+def label_shift_epsilon(
+    instance: DeepLinearInstance, ell: int, S: Sequence[int], *, nt: Notation | None = None
+) -> float:
     r"""The smallest $\varepsilon$ of Assumption 4.1/F.5:
     $\varepsilon^2 = \|P''_S(B^{(\mathrm o)}-B^{(\mathrm i)})\Sigma_x^{1/2}\|_F^2/\mathcal E^{(\mathrm o)}(f^{\mathrm{pre}})$."""
-    nt = notation(instance, ell, S)
+    nt = _nt(instance, ell, S, nt)
     e_pre_o = excess_risk(instance, pretrained(instance, ell), "out")
-    t = float(np.sum((nt["P2"] @ (instance.b_out - instance.b_in) @ nt["Sigma_half"]) ** 2))
+    t = float(np.sum((nt.P2 @ (instance.b_out - instance.b_in) @ nt.Sigma_half) ** 2))
     return math.sqrt(t / e_pre_o) if e_pre_o > 0 else math.inf
 
 
@@ -483,15 +441,15 @@ def theorem_42(
     $\varepsilon$ is the smallest admissible one (:func:`label_shift_epsilon`).
     """
     e_pre_o = excess_risk(instance, pretrained(instance, ell), "out")
+    nt = notation(instance, ell, S if which.startswith("s2ft") else None)
     if which.startswith("s2ft"):
-        eps = label_shift_epsilon(instance, ell, S)
-        lhs = excess_risk(instance, min_norm_s2ft(instance, ell, S), "out")
+        eps = label_shift_epsilon(instance, ell, S, nt=nt)
+        lhs = excess_risk(instance, min_norm_s2ft(instance, ell, S, nt=nt), "out")
         c = 3.0 if which == "s2ft" else 1.0
         return Terms(lhs, (1 + c * eps**2) * e_pre_o, "<=", {"epsilon": eps, "E_out_pre": e_pre_o})
-    nt = notation(instance, ell)
-    shift = float(np.sum(((instance.b_out - instance.b_in) @ nt["Sigma_half"]) ** 2))
-    lhs = excess_risk(instance, min_norm_lora(instance, ell, r), "out")
-    tail = float(np.linalg.norm(svd_r(nt["M"], r) - nt["M"]))
+    shift = float(np.sum(((instance.b_out - instance.b_in) @ nt.Sigma_half) ** 2))
+    lhs = excess_risk(instance, min_norm_lora(instance, ell, r, nt=nt), "out")
+    tail = float(np.linalg.norm(low_rank_approx_np(nt.M, r) - nt.M))
     rhs = shift if which == "lora" else max(math.sqrt(shift) - tail, 0.0) ** 2
     return Terms(
         lhs,
@@ -500,7 +458,7 @@ def theorem_42(
         {
             "label_shift2": shift,
             "svd_tail": tail,
-            "rank_Sigma_f": _rank(nt["Sigma_f"]),
+            "rank_Sigma_f": _rank(nt.Sigma_f),
             "r": r,
             "E_out_pre": e_pre_o,
         },
@@ -528,44 +486,37 @@ def variance_terms(
     """
     ell = instance.check_layer(ell)
     n = check_int(n, "n", lo=1)
-    mom = moments(instance, n, key=key, data=data)
+    data = sample(instance, n, key, "in") if data is None else data
     nt = notation(instance, ell, S)
-    wlow = nt["W_below"]
-    a_hat_pinv = psd_root(wlow @ mom.sxx @ wlow.T)[1]
-    m_hat = nt["P1"] @ mom.cross @ wlow.T @ a_hat_pinv
-    a, ap = nt["A"], nt["A_pinv"]
-    tv_l = float(np.linalg.norm(svd_r(m_hat, r) @ a_hat_pinv @ a - svd_r(nt["M"], r) @ ap @ a))
-    c_pop = nt["D"] @ instance.sigma_x_in
-    tv_s = float(
+    hat = notation(instance, ell, S, n=n, data=data)
+    wlow, a_hat_pinv = nt.W_below, hat.A_pinv
+    a, ap = nt.A, nt.A_pinv
+    tv_l = float(
         np.linalg.norm(
-            nt["P2"] @ (mom.cross @ wlow.T @ a_hat_pinv @ a_hat_pinv - c_pop @ wlow.T @ ap @ ap) @ a
+            low_rank_approx_np(hat.M, r) @ a_hat_pinv @ a - low_rank_approx_np(nt.M, r) @ ap @ a
         )
     )
-    e_l = excess_risk(
-        instance, min_norm_lora(instance, ell, r, data=_data(instance, n, key, data)), "in"
+    c_pop = nt.D @ instance.sigma_x_in
+    tv_s = float(
+        np.linalg.norm(
+            nt.P2 @ (hat.C @ wlow.T @ a_hat_pinv @ a_hat_pinv - c_pop @ wlow.T @ ap @ ap) @ a
+        )
     )
-    e_s = excess_risk(
-        instance, min_norm_s2ft(instance, ell, S, data=_data(instance, n, key, data)), "in"
-    )
+    e_l = excess_risk(instance, min_norm_lora(instance, ell, r, nt=hat), "in")
+    e_s = excess_risk(instance, min_norm_s2ft(instance, ell, S, nt=hat), "in")
     d, dp = instance.dims[ell], instance.dims[ell - 1]
-    pref = float(np.linalg.norm(instance.sigma_eps_in, 2) + np.linalg.norm(nt["Sigma_f"], 2))
+    pref = float(np.linalg.norm(instance.sigma_eps_in, 2) + np.linalg.norm(nt.Sigma_f, 2))
     lg = math.log(n + instance.p + instance.q) ** 2 / n
     return {
         "T_var_lora": tv_l,
         "T_var_s2ft": tv_s,
-        "T_bias_lora": math.sqrt(bias_lora(instance, ell, r)),
-        "T_bias_s2ft": math.sqrt(bias_s2ft(instance, ell, S)),
+        "T_bias_lora": math.sqrt(bias_lora(instance, ell, r, nt=nt)),
+        "T_bias_s2ft": math.sqrt(bias_s2ft(instance, ell, S, nt=nt)),
         "E_lora": e_l,
         "E_s2ft": e_s,
         "rate_lora": pref * r * (d + dp) * lg,
         "rate_s2ft": pref * len(tuple(S)) * dp * lg,
     }
-
-
-def _data(instance, n, key, data):
-    from .solutions import sample
-
-    return data if data is not None else sample(instance, n, key, "in")
 
 
 def _r_eff(x: np.ndarray) -> float:
@@ -589,17 +540,15 @@ def variance_bounds(
     $T_{\mathrm{variance}}^2/\text{bound}$ measured by :func:`variance_terms` is that constant's
     lower estimate.
     """
-    from .solutions import lora_eigengap
-
     n = check_int(n, "n", lo=1)
     nt = notation(instance, ell, S)
     se = instance.sigma_eps_in
-    sf = nt["Sigma_f"]
-    a2 = nt["A"] @ nt["A"]
-    ka, km = _kappa_star(nt["A"]), _kappa_star(nt["M"]) if np.any(nt["M"]) else 1.0
-    cg = lora_eigengap(instance, ell, r)
+    sf = nt.Sigma_f
+    a2 = nt.A @ nt.A
+    ka, km = _kappa_star(nt.A), _kappa_star(nt.M) if np.any(nt.M) else 1.0
+    cg = lora_eigengap(instance, ell, r, nt=nt)
     lg = math.log(n + instance.p + instance.q) ** 2 / n
-    p1, p2 = nt["Phi1"], nt["Phi2"]
+    p1, p2 = nt.Phi1, nt.Phi2
     ra2 = _r_eff(a2)
     s = len(tuple(S))
     lora = (

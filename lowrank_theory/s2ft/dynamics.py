@@ -34,15 +34,15 @@ from jax import Array
 from jaxtyping import ArrayLike, Float
 
 from ..core.validation import check_int
-from .solutions import (
+from .instance import (
+    PSD_RTOL,
     DeepLinearInstance,
     Sample,
-    _check_channels,
-    min_norm_lora,
-    min_norm_s2ft,
+    check_channels,
     moments,
     selection_matrix,
 )
+from .solutions import min_norm_lora, min_norm_s2ft
 
 __all__ = [
     "GDResult",
@@ -177,8 +177,8 @@ def gd_s2ft(
     ev_h = np.linalg.eigvalsh(h_s)
     ev_s = np.linalg.eigvalsh(s2)
     lmax = 2 * ev_h[-1] * ev_s[-1]
-    tiny = 1e-10
-    mu = 2 * ev_h[ev_h > tiny * ev_h[-1]][0] * ev_s[ev_s > tiny * ev_s[-1]][0]
+    # smallest non-zero eigenvalues (relative threshold PSD_RTOL, the package's PSD rank rule)
+    mu = 2 * ev_h[ev_h > PSD_RTOL * ev_h[-1]][0] * ev_s[ev_s > PSD_RTOL * ev_s[-1]][0]
     if lr is None:
         lr = 1.0 / lmax
     steps = check_int(steps, "steps", lo=1)
@@ -222,7 +222,7 @@ def sec42_gradients(
 def channel_permutation(d: int, S: Sequence[int]) -> np.ndarray:
     """The permutation putting channels ``S`` first (in the given order), the rest after, ascending."""
     d = check_int(d, "d", lo=1)
-    chans = _check_channels(S, d)
+    chans = check_channels(S, d)
     rest = [a for a in range(d) if a not in set(chans)]
     return np.array([*chans, *rest], dtype=int)
 

@@ -1,0 +1,225 @@
+r"""Claims on S²FT's training dynamics and structure (seed 002, Sections 3.1-3.2, 4.1, 4.2): the
+Section 4.2 gradient identities, the implicit bias of gradient descent and the co-permutation
+invariance of coupled layers; the maths is in :mod:`lowrank_theory.s2ft.dynamics`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from ...core.precision import tolerance
+from ...s2ft import (
+    channel_permutation,
+    gd_lora,
+    gd_s2ft,
+    permute_coupled,
+    s2ft_dense_update,
+    s2ft_sparse_update,
+    sample,
+    sec42_gradients,
+    selection_matrix,
+)
+from ..base import CheckResult, combine, compare
+from .instances import base_params, build, counterexample, data_for, reg, scale
+
+
+# --- Section 4.2, implicit bias, permutation ------------------------------------------------
+def check_sec42(b: dict[str, Any], part: str) -> CheckResult:
+    inst, ell, S = b["inst"], b["ell"], b["S"]
+    rng = np.random.default_rng(b["params"]["seed"])
+    data = sample(inst, 32, jax.random.key(b["params"]["seed"]))
+    dp = inst.dims[ell - 1]
+    v = 0.1 * rng.standard_normal((dp, len(S)))
+    g = sec42_gradients(inst, ell, S, v, data)
+    sc = float(np.linalg.norm(g["grad_w"])) * scale(b)
+    tol = tolerance(max(sc, 1e-300), n=sum(inst.dims) + data.n)
+    if part == "gradient":
+        return combine(
+            [
+                compare(
+                    float(np.linalg.norm(g["grad_v"] - g["projected"])),
+                    0.0,
+                    "==",
+                    tol,
+                    scale=max(sc, 1e-300),
+                    what="dL/dV = (U_S^T G)^T",
+                ),
+                compare(
+                    float(np.linalg.norm(g["lstsq"] - g["projected"])),
+                    0.0,
+                    "==",
+                    tol,
+                    scale=max(sc, 1e-300),
+                    what="argmin ||U_S G_V^T - G|| = U_S^T G",
+                ),
+            ]
+        )
+    # one GD step on V for a single layer f(x) = (W + U_S V^T) x, loss 1/2 ||y - f(x)||^2
+    d = inst.dims[ell]
+    w = inst.weights[ell - 1]
+    x = rng.standard_normal(dp)
+    y = rng.standard_normal(d)
+    us = selection_matrix(S, d)
+    lr = 0.01
+    gbar = -(y - (w + us @ v.T) @ x)  # dL/df
+    v_new = v - lr * np.outer(x, gbar @ us)
+    df = us @ (v_new - v).T @ x
+    pred = (
+        -lr * (us @ us.T @ gbar) * float(x @ x)
+        if part == "corrected"
+        else -lr * gbar * float(x @ x)
+    )
+    sc2 = lr * float(np.linalg.norm(gbar)) * float(x @ x)
+    return compare(
+        float(np.linalg.norm(df - pred)),
+        0.0,
+        "==",
+        tolerance(sc2, n=d + dp),
+        scale=sc2,
+        s=len(S),
+        d_ell=d,
+    )
+
+
+def check_implicit_s2ft(b: dict[str, Any]) -> CheckResult:
+    inst, ell, S = b["inst"], b["ell"], b["S"]
+    res = gd_s2ft(inst, ell, S, b["n"], data=data_for(b), steps=3000)
+    floor = tolerance(scale(b), n=sum(inst.dims), factor=1000)
+    return compare(
+        float(res.distance[-1]),
+        max(float(res.rate_bound), floor),
+        "<=",
+        0.0,
+        steps=res.steps,
+        lr=res.lr,
+        rate_bound=res.rate_bound,
+        rounding_floor=floor,
+    )
+
+
+def check_implicit_lora(b: dict[str, Any]) -> CheckResult:
+    inst, ell, r = b["inst"], b["ell"], b["r"]
+    res = gd_lora(inst, ell, r, b["n"], data=data_for(b), steps=20000, init_scale=1e-4)
+    return compare(
+        float(res.distance[-1]),
+        0.05,
+        "<=",
+        0.0,
+        steps=res.steps,
+        lr=res.lr,
+        init_scale=1e-4,
+        distance_mid=float(res.distance[res.steps // 2]),
+    )
+
+
+def check_permutation(b: dict[str, Any]) -> CheckResult:
+    inst, ell, S = b["inst"], b["ell"], b["S"]
+    if ell >= inst.n_layers:
+        ell = 1  # the coupled pair needs a following layer
+        S = tuple(a for a in S if a < inst.dims[1]) or (0,)
+    ws = list(inst.weights)
+    rng = np.random.default_rng(b["params"]["seed"])
+    v = rng.standard_normal((inst.dims[ell - 1], len(S)))
+    x = rng.standard_normal((inst.p, 8))
+
+    def out(weights):
+        z = x
+        for w in weights:
+            z = w @ z
+        return z
+
+    perm = channel_permutation(inst.dims[ell], S)
+    base = out(ws)
+    sparse = list(ws)
+    sparse[ell - 1] = s2ft_sparse_update(ws[ell - 1], S, v)
+    sc = float(np.linalg.norm(out(sparse))) + float(np.linalg.norm(base))
+    tol = tolerance(sc, n=sum(inst.dims))
+    return combine(
+        [
+            compare(
+                float(np.linalg.norm(out(permute_coupled(ws, ell, perm)) - base)),
+                0.0,
+                "==",
+                tol,
+                scale=sc,
+                what="co-permutation invariance",
+            ),
+            compare(
+                float(np.linalg.norm(out(s2ft_dense_update(ws, ell, S, v)) - out(sparse))),
+                0.0,
+                "==",
+                tol,
+                scale=sc,
+                what="dense block update = sparse update",
+            ),
+        ]
+    )
+
+
+reg(
+    "s2ft.sec42.gradient",
+    "Section 4.2",
+    r"\partial\mathcal L/\partial V^{S^2FT}=(U_S^\top G)^\top,\ \arg\min_{G_V}\|U_SG_V^\top-G\|_F=U_S^\top G",
+    lambda: base_params(),
+    build,
+    lambda b: check_sec42(b, "gradient"),
+    convention="G = gradient of the empirical risk wrt W_ell at W_ell + U_S V^T (autodiff through the network); lstsq by numpy.",
+    test_examples=3,
+)
+reg(
+    "s2ft.sec42.gradient[update_as_written]",
+    "Section 4.2",
+    r"\Delta f_{\ell,t}(x)=-\eta U_SU_S^\top\overline G^\top\|x\|^2=-\eta\overline G^\top\|x\|^2",
+    lambda: base_params(),
+    build,
+    lambda b: check_sec42(b, "as_written"),
+    expected="fails",
+    counterexample=counterexample(),
+    corrected="U_S has orthonormal columns (U_S^T U_S = I_s) but U_S U_S^T is the projector onto the s selected channels, not I (unless s = d_ell): Delta f = -eta U_S U_S^T G^T ||x||^2 (s2ft.sec42.gradient[update_corrected]).",
+    convention="single layer f(x) = (W + U_S V^T)x, loss 1/2||y - f(x)||^2, one GD step on V.",
+    test_examples=4,
+)
+reg(
+    "s2ft.sec42.gradient[update_corrected]",
+    "Section 4.2 (corrected)",
+    r"\Delta f_{\ell,t}(x)=-\eta U_SU_S^\top\overline G^\top\|x\|^2",
+    lambda: base_params(),
+    build,
+    lambda b: check_sec42(b, "corrected"),
+    test_examples=6,
+)
+reg(
+    "s2ft.implicit_bias",
+    "Section 4.1 (min-norm motivated by implicit regularisation)",
+    r"\text{GD on }V\text{ from }V_0=0\to V^{S^2FT}\text{ (min-norm)}:\ \|V_t-V^{S^2FT}\|_F\le(1-\mu/L)^t\|V^{S^2FT}\|_F",
+    lambda: base_params(n_choices=(None, 200)),
+    build,
+    check_implicit_s2ft,
+    convention="step 1/L, 3000 steps; the linear-rate bound is the rhs.",
+    test_examples=4,
+)
+reg(
+    "s2ft.implicit_bias[lora]",
+    "Section 4.1",
+    r"\text{GD on }(U,V)\text{ from small init}\to U^{LoRA}V^{LoRA\top}",
+    lambda: base_params(shapes=("funnel", "first"), n_choices=(None, 200)).map(
+        lambda p: {**p, "decay": 0.5}
+    ),
+    build,
+    check_implicit_lora,
+    expected="empirical",
+    convention="empirical: init N(0, 1e-4^2), 20000 steps; 'holds' when the relative distance ||UV^T - Delta_LoRA||_F/||Delta_LoRA||_F <= 0.05.",
+    test_examples=2,
+)
+reg(
+    "s2ft.permutation_invariance",
+    "Section 3.1-3.2",
+    r"W_{\ell+1}P^\top PW_\ell=W_{\ell+1}W_\ell\ \text{and the dense update of the permuted leading block equals }W_\ell+U_SV^\top",
+    lambda: base_params(),
+    build,
+    check_permutation,
+    test_examples=6,
+)
