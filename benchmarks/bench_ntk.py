@@ -19,13 +19,13 @@ import numpy as np
 from _timing import entry, time_fn
 
 import lowrank_theory  # noqa: F401  (float64)
-from lowrank_theory.lin.models import MLP, _subset_kernel_impl, mlp_init
+from lowrank_theory.lin.models import MLP, layer_masked_ntk, mlp_init
 from lowrank_theory.lin.ntk import (
-    _flat_grad_fn,
-    _pad_blocks,
     empirical_ntk,
+    flat_grad_fn,
     jacobian_gram_fn,
     ntvp_gram_fn,
+    pad_blocks,
 )
 
 SIZES = (64, 256, 256, 256, 1)
@@ -43,7 +43,7 @@ def run() -> list[dict]:
     params = mlp_init(jax.random.key(0), SIZES)
     x = jax.random.normal(jax.random.key(1), (N, SIZES[0]))
     theta, _ = jax.flatten_util.ravel_pytree(params)
-    g = _flat_grad_fn(f, params)
+    g = flat_grad_fn(f, params)
 
     def naive(theta, x):
         j = jax.vmap(g, in_axes=(None, 0))(theta, x)
@@ -52,7 +52,7 @@ def run() -> list[dict]:
     naive_j = jax.jit(naive)
 
     mask = jnp.ones(len(params))
-    xb = _pad_blocks(x, BLOCK)
+    xb = pad_blocks(x, BLOCK)
 
     def gram(method, xx=x, block=BLOCK):
         return lambda: empirical_ntk(f, params, xx, method=method, block_size=block)
@@ -68,12 +68,12 @@ def run() -> list[dict]:
 
     mem_naive = _peak_mb(naive, theta, x)
     mem_ntvp = _peak_mb(ntvp_gram_fn(f, params), theta, x, xb)
-    mem_ntvp_small = _peak_mb(ntvp_gram_fn(f, params), theta, x, _pad_blocks(x, BLOCK // 2))
+    mem_ntvp_small = _peak_mb(ntvp_gram_fn(f, params), theta, x, pad_blocks(x, BLOCK // 2))
     mem_jac = _peak_mb(jacobian_gram_fn(f, params), theta, xb, xb)
     mem_jac_small = _peak_mb(
-        jacobian_gram_fn(f, params), theta, _pad_blocks(x, BLOCK // 2), _pad_blocks(x, BLOCK // 2)
+        jacobian_gram_fn(f, params), theta, pad_blocks(x, BLOCK // 2), pad_blocks(x, BLOCK // 2)
     )
-    mem_struct = _peak_mb(_subset_kernel_impl, params, x, x, mask)
+    mem_struct = _peak_mb(layer_masked_ntk, params, x, x, mask)
     t_block = t_ntvp
     p = theta.size
     cfg = f"MLP {SIZES} (p={p}), n={N}, float64, compile excluded"

@@ -30,14 +30,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from lowrank_theory.lin.linearization import regularized_finetune
-from lowrank_theory.lin.models import (
-    LayerSubset,
-    LoRALayer,
-    digits_tasks,
-    mlp_init,
-    pretrain,
-    synthetic_tasks,
-)
+from lowrank_theory.lin.models import TASKS, LayerSubset, LoRALayer, pretrained_task
 from lowrank_theory.lin.ntk import empirical_ntk, risk_bounds
 from lowrank_theory.pipeline.plotting import subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
@@ -85,17 +78,9 @@ def _models(p0, name, cfg, key):
 
 
 def _task(cfg: Config, task: str):
-    k1, k2 = jax.random.split(
-        jax.random.fold_in(jax.random.key(cfg.seed), {"digits": 0, "synthetic": 1}[task])
-    )
-    if task == "digits":
-        data = digits_tasks(k1, cfg.n_pre, cfg.n_train, 10)
-        d = 64
-    else:
-        data = synthetic_tasks(k1, 8, cfg.n_pre, cfg.n_train, 10)
-        d = 8
-    p0 = pretrain(mlp_init(k2, (d, cfg.width, cfg.width, 1)), *data["pre"], steps=cfg.pre_steps)
-    return data, p0
+    key = jax.random.fold_in(jax.random.key(cfg.seed), TASKS.index(task))
+    sizes = dict(n_pre=cfg.n_pre, n_train=cfg.n_train, n_test=10, pre_steps=cfg.pre_steps)
+    return pretrained_task(key, task, hidden=(cfg.width, cfg.width), **sizes)
 
 
 def main(cfg: Config, sweep: Sweep) -> dict:

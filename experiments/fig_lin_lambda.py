@@ -39,7 +39,7 @@ from lowrank_theory.lin.linearization import (
     theorem3_bound,
 )
 from lowrank_theory.lin.lipschitz import two_layer_lipschitz
-from lowrank_theory.lin.models import MLP, digits_tasks, mlp_init, pretrain
+from lowrank_theory.lin.models import MLP, pretrained_task
 from lowrank_theory.pipeline.plotting import subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
@@ -74,11 +74,15 @@ class Config:
 
 
 def _setup(cfg: Config):
-    k1, k2 = jax.random.split(jax.random.key(cfg.seed))
-    data = digits_tasks(k1, cfg.n_pre, cfg.n_train, cfg.n_test)
-    p = mlp_init(k2, (64, cfg.width, 1))
-    p = pretrain(p, *data["pre"], steps=cfg.pre_steps)
-    return data, p
+    return pretrained_task(
+        jax.random.key(cfg.seed),
+        "digits",
+        hidden=(cfg.width,),
+        n_pre=cfg.n_pre,
+        n_train=cfg.n_train,
+        n_test=cfg.n_test,
+        pre_steps=cfg.pre_steps,
+    )
 
 
 def main(cfg: Config, sweep: Sweep) -> dict:

@@ -29,14 +29,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from lowrank_theory.lin.models import (
-    LayerSubset,
-    LoRALayer,
-    digits_tasks,
-    mlp_init,
-    pretrain,
-    synthetic_tasks,
-)
+from lowrank_theory.lin.models import TASKS, LayerSubset, LoRALayer, pretrained_task
 from lowrank_theory.lin.ntk import empirical_ntk, layer_selection, theorem6_bounds
 from lowrank_theory.pipeline.plotting import subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
@@ -63,14 +56,9 @@ class Config:
 
 
 def _task(cfg: Config, task: str):
-    key = jax.random.fold_in(jax.random.key(cfg.seed), {"digits": 0, "synthetic": 1}[task])
-    k1, k2 = jax.random.split(key)
-    if task == "digits":
-        data, d = digits_tasks(k1, cfg.n_pre, cfg.n_train, 10), 64
-    else:
-        data, d = synthetic_tasks(k1, 8, cfg.n_pre, cfg.n_train, 10), 8
-    p0 = pretrain(mlp_init(k2, (d, cfg.width, cfg.width, 1)), *data["pre"], steps=cfg.pre_steps)
-    return data, p0
+    key = jax.random.fold_in(jax.random.key(cfg.seed), TASKS.index(task))
+    sizes = dict(n_pre=cfg.n_pre, n_train=cfg.n_train, n_test=10, pre_steps=cfg.pre_steps)
+    return pretrained_task(key, task, hidden=(cfg.width, cfg.width), **sizes)
 
 
 def _sym(k):

@@ -5,15 +5,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from jax.flatten_util import ravel_pytree
 
 import lowrank_theory as lt
-from lowrank_theory.lin.models import MLP, LayerSubset, LoRALayer, mlp_init
+import lowrank_theory.lin as lin
+from lowrank_theory.lin import linearization, lipschitz, models, ntk
+from lowrank_theory.lin.models import (
+    MLP,
+    LayerSubset,
+    LoRALayer,
+    layer_masked_ntk,
+    mlp_init,
+    pretrained_task,
+)
 from lowrank_theory.lin.ntk import (
     check_kernel,
     eta,
+    flat_grad_fn,
     krr_residual,
     krr_risk,
     naive_ntk,
+    pad_blocks,
     theorem6_bounds,
     theorem7_interval,
 )
@@ -64,6 +76,42 @@ def test_subset_and_lora_structured_paths():
         lt.empirical_ntk(LayerSubset(P, (i,)), LayerSubset(P, (i,)).init(), X) for i in range(3)
     )
     assert _rel(parts, lt.empirical_ntk(MLP(), P, X)) < 1e-13
+
+
+def test_layer_masked_ntk_is_the_subset_kernel():
+    # mask entries weight the layers: 0/1 gives the subset's kernel, all ones the full one
+    mask = jnp.array([1.0, 0.0, 1.0])
+    sub = LayerSubset(P, (0, 2))
+    assert _rel(layer_masked_ntk(P, X, X, mask), naive_ntk(sub, sub.init(), X)) < 1e-13
+    assert (
+        _rel(layer_masked_ntk(P, X, X[:4], jnp.ones(3)), lt.empirical_ntk(MLP(), P, X, X[:4]))
+        < 1e-13
+    )
+
+
+def test_flat_grad_fn_and_pad_blocks():
+    theta, _ = ravel_pytree(P)
+    g = flat_grad_fn(MLP(), P)
+    j = jax.vmap(g, in_axes=(None, 0))(theta, X)
+    assert _rel(j @ j.T, naive_ntk(MLP(), P, X)) < 1e-13
+    xb = pad_blocks(X, 4)  # 11 rows -> 3 blocks of 4, the last padded with row 0
+    assert xb.shape == (3, 4, 5)
+    assert jnp.array_equal(xb.reshape(12, 5)[:11], X) and jnp.array_equal(xb[2, 3], X[0])
+    with pytest.raises(ValueError, match="scalar"):
+        flat_grad_fn(lambda p, x: jnp.ones(2), P)(theta, X[0])
+
+
+def test_pretrained_task_rejects_unknown_tasks():
+    with pytest.raises(ValueError, match="task must be one of"):
+        pretrained_task(
+            jax.random.key(0), "mnist", hidden=(4,), n_pre=8, n_train=4, n_test=2, pre_steps=1
+        )
+
+
+def test_lin_package_reexports_every_public_name():
+    for mod in (linearization, lipschitz, models, ntk):
+        for name in mod.__all__:
+            assert getattr(lin, name) is getattr(mod, name), (mod.__name__, name)
 
 
 def _kernel(n=6, seed=0):

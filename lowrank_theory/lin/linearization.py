@@ -31,6 +31,20 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..core.validation import as_array
 
+__all__ = [
+    "FinetuneTrace",
+    "flow_loss_derivative",
+    "gradient_flow",
+    "linearize",
+    "regularized_finetune",
+    "theorem2_bound",
+    "theorem3_bound",
+    "theorem3_bound_corrected",
+    "theorem4_gap_bound",
+    "theorem4_threshold",
+    "theorem4_time",
+]
+
 
 def linearize(f: Callable, params0: Any) -> Callable:
     r"""$\bar f(\theta, x) = f(\theta_0, x) + \langle\nabla_\theta f(\theta_0, x), \theta-\theta_0\rangle$ by ``jax.jvp``."""
@@ -73,21 +87,6 @@ def _validate(x, y, lam, lr=None, steps=None):
     return xx, yy, lam
 
 
-def _setup(f, params0, x, y):
-    theta0, unravel = ravel_pytree(params0)
-    fbar = linearize(f, params0)
-
-    def preds(theta, model):
-        return jax.vmap(lambda xi: model(unravel(theta), xi))(x)
-
-    def fields(theta, model):
-        r = preds(theta, model) - y
-        g = jax.grad(lambda t: jnp.sum((preds(t, model) - y) ** 2))(theta)
-        return r, g
-
-    return theta0, unravel, fbar, preds, fields
-
-
 _RUNNERS: dict = {}
 
 
@@ -101,7 +100,7 @@ def _key_of(f):
 
 def _runner(f, params0, kind, *static):
     r"""One jitted scan per (model, parameter structure, scheme, length): no recompiles when only
-    the data, $	heta_0$, $\lambda$ or the step size change."""
+    the data, $\theta_0$, $\lambda$ or the step size change."""
     theta0, unravel = ravel_pytree(params0)
     key = (_key_of(f), jax.tree.structure(params0), theta0.shape, kind, static)
     if key in _RUNNERS:
@@ -109,12 +108,7 @@ def _runner(f, params0, kind, *static):
     selective, steps, update = static
 
     def make(theta0, x, y):
-        p0 = unravel(theta0)
-
-        def fbar(params, xi):
-            delta = jax.tree.map(lambda a, b: a - b, params, p0)
-            y0, dy = jax.jvp(lambda p: f(p, xi), (p0,), (delta,))
-            return y0 + dy
+        fbar = linearize(f, unravel(theta0))
 
         def preds(theta, model):
             return jax.vmap(lambda xi: model(unravel(theta), xi))(x)
@@ -178,6 +172,14 @@ def _runner(f, params0, kind, *static):
     return fn, unravel
 
 
+def _trace(f, params0, kind, static, args, times) -> FinetuneTrace:
+    """Runs the cached scan of :func:`_runner` on ``args = (x, y, x_eval, lam, step)``."""
+    fn, unravel = _runner(f, params0, kind, *static)
+    theta0, _ = ravel_pytree(params0)
+    th, recs, pe, pbe = fn(theta0, *args)
+    return FinetuneTrace(unravel(th), times, *recs, pe, pbe)
+
+
 def regularized_finetune(
     f: Callable,
     params0: Any,
@@ -213,10 +215,8 @@ def regularized_finetune(
     if update not in ("split", "joint"):
         raise ValueError(f"update must be 'split' or 'joint', got {update!r}")
     xe = xx if x_eval is None else as_array(x_eval, "x_eval")
-    fn, unravel = _runner(f, params0, "gd", bool(selective), int(steps), update)
-    theta0, _ = ravel_pytree(params0)
-    th, recs, pe, pbe = fn(theta0, xx, yy, xe, lam, float(lr))
-    return FinetuneTrace(unravel(th), jnp.arange(steps + 1.0), *recs, pe, pbe)
+    static = (bool(selective), int(steps), update)
+    return _trace(f, params0, "gd", static, (xx, yy, xe, lam, float(lr)), jnp.arange(steps + 1.0))
 
 
 def gradient_flow(
@@ -241,12 +241,10 @@ def gradient_flow(
     xx, yy, lam = _validate(x, y, lam)
     if not (t_end > 0) or int(n_steps) < 1:
         raise ValueError("t_end must be > 0 and n_steps >= 1")
-    fn, unravel = _runner(f, params0, "flow", bool(selective), int(n_steps), "split")
-    theta0, _ = ravel_pytree(params0)
+    static = (bool(selective), int(n_steps), "split")
     h = float(t_end) / int(n_steps)
-    th, recs, pe, pbe = fn(theta0, xx, yy, xx, lam, h)
     times = jnp.linspace(0.0, float(t_end), int(n_steps) + 1)
-    return FinetuneTrace(unravel(th), times, *recs, pe, pbe)
+    return _trace(f, params0, "flow", static, (xx, yy, xx, lam, h), times)
 
 
 def flow_loss_derivative(
@@ -259,9 +257,13 @@ def flow_loss_derivative(
     equals $-4 r^\top k_\theta r - \lambda_t s$ (proof of Theorem 1).
     """
     xx, yy, _ = _validate(x, y, lam_t)
-    theta0, _unravel, _, _preds, fields = _setup(f, params0, xx, yy)
+    theta0, unravel = ravel_pytree(params0)
     theta, _ = ravel_pytree(params)
-    _, g = fields(theta, f)
+
+    def loss(t):
+        return jnp.sum((jax.vmap(lambda xi: f(unravel(t), xi))(xx) - yy) ** 2)
+
+    g = jax.grad(loss)(theta)
     u = theta - theta0
     return float(jnp.vdot(g, -g - lam_t * u)), float(jnp.vdot(g, u))
 

@@ -38,10 +38,25 @@ from jax.flatten_util import ravel_pytree
 
 from ..core.validation import as_array
 
+__all__ = [
+    "C2_TANH",
+    "LipschitzConstants",
+    "linear_model_lipschitz",
+    "sampled_lipschitz",
+    "two_layer_lipschitz",
+]
+
+#: $\max_z|\tanh''(z)| = 4/(3\sqrt3)$.
 C2_TANH = 4 / (3 * math.sqrt(3))
 
 
 class LipschitzConstants(NamedTuple):
+    r"""$\mathrm{Lip}(f)$, $\mathrm{Lip}(\nabla f)$ on $B(\theta_0, r)$, and how they were obtained.
+
+    ``certified`` is ``True`` for upper bounds, ``False`` for sampled lower estimates;
+    ``method`` says which (module docstring).
+    """
+
     lip_f: float
     lip_grad: float
     radius: float

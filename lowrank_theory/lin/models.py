@@ -1,10 +1,15 @@
-r"""Small JAX models for the linearization / NTK experiments (seed 003), with structure exposed.
+r"""Small tanh MLPs and tasks for the linearization / NTK experiments of seed 003.
+
+Not to be confused with :mod:`lowrank_theory.dmf.models` (pre-trained models and few-shot tasks
+for Deep LoRA, seed 004): this module serves the paper on linearization of fine-tuning and NTK
+regression (seed 003, claims ``lin.*``, figures ``lin-lambda``, ``lin-condition``,
+``lin-layers``).
 
 Every model here is a callable ``f(params, x)`` mapping one input ``x`` (shape ``(d,)``) to a
 scalar, so it can be handed to :func:`lowrank_theory.lin.ntk.empirical_ntk` and
-:func:`lowrank_theory.lin.linearization.regularized_finetune` like any other JAX function. In addition
-each model has a ``structured_ntk(params, x1, x2)`` method that computes the empirical NTK of its
-trainable parameters *without materialising a Jacobian*: for a dense layer
+:func:`lowrank_theory.lin.linearization.regularized_finetune` like any other JAX function. In
+addition each model has a ``structured_ntk(params, x1, x2)`` method that computes the empirical
+NTK of its trainable parameters *without materialising a Jacobian*: for a dense layer
 $z_l = h_{l-1} W_l + b_l$ the Jacobian of $f$ with respect to $W_l$ is the outer product
 $h_{l-1}(x)\otimes\delta_l(x)$, $\delta_l = \partial f/\partial z_l$, so that layer's kernel block is
 
@@ -15,11 +20,14 @@ For LoRA factors $z_l = h W_l + b_l + (hA)B$ ($A\in\mathbb R^{d_{in}\times r}$,
 $B\in\mathbb R^{r\times d_{out}}$): $K_B = (hA\cdot h'A)(\delta\cdot\delta')$ and
 $K_A = (h\cdot h')(\delta B^\top\cdot\delta' B^\top)$.
 
-:func:`lowrank_theory.lin.ntk.empirical_ntk` uses ``structured_ntk`` automatically when the model has
-one.
+:func:`lowrank_theory.lin.ntk.empirical_ntk` uses ``structured_ntk`` automatically when the model
+has one.
 
 Parameters of :class:`MLP` are a list of ``{"W": (d_in, d_out), "b": (d_out,)}`` dicts; hidden
 layers use ``tanh``, the last layer is linear with one output.
+
+The tasks (:func:`digits_tasks`, :func:`synthetic_tasks`, :func:`pretrained_task`) download
+nothing: scikit-learn ships the digits data.
 """
 
 from __future__ import annotations
@@ -32,7 +40,25 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+__all__ = [
+    "MLP",
+    "TASKS",
+    "LayerSubset",
+    "LoRALayer",
+    "Params",
+    "digits_tasks",
+    "layer_masked_ntk",
+    "mlp_apply",
+    "mlp_init",
+    "pretrain",
+    "pretrained_task",
+    "synthetic_tasks",
+]
+
 Params = list[dict[str, Array]]
+
+#: The two tasks of the figures, in the order their keys are folded in (``fold_in(key, i)``).
+TASKS = ("digits", "synthetic")
 
 
 def mlp_init(key, sizes: Sequence[int], *, scale: float = 1.0) -> Params:
@@ -123,7 +149,22 @@ class LayerSubset:
 
 
 @jax.jit
-def _subset_kernel_impl(params, x1, x2, mask):
+def layer_masked_ntk(
+    params: Params,
+    x1: Float[Array, "n d"],
+    x2: Float[Array, "m d"],
+    mask: Float[Array, " L"],
+) -> Float[Array, "n m"]:
+    r"""Structured empirical NTK of an :class:`MLP` with layer ``l`` weighted by ``mask[l]``.
+
+    $$K(x, x') = \sum_l \mathrm{mask}_l\big[(h_{l-1}(x)\cdot h_{l-1}(x'))(\delta_l(x)\cdot
+    \delta_l(x')) + \delta_l(x)\cdot\delta_l(x')\big]$$
+
+    (module docstring): with a 0/1 mask, the NTK of the weights and biases of the layers whose
+    entry is 1, the others frozen; no Jacobian is formed. One jitted function for every subset
+    (the mask is an argument, not a constant), behind :meth:`MLP.structured_ntk` and
+    :meth:`LayerSubset.structured_ntk`.
+    """
     h1, d1 = _h_and_delta(params, x1)
     h2, d2 = _h_and_delta(params, x2)
     k = jnp.zeros((x1.shape[0], x2.shape[0]))
@@ -135,7 +176,7 @@ def _subset_kernel_impl(params, x1, x2, mask):
 
 def _subset_kernel(params, x1, x2, layers):
     mask = jnp.array([1.0 if i in layers else 0.0 for i in range(len(params))])
-    return _subset_kernel_impl(params, x1, x2, mask)
+    return layer_masked_ntk(params, x1, x2, mask)
 
 
 @dataclass(frozen=True)
@@ -254,3 +295,32 @@ def pretrain(params: Params, x, y, *, steps: int, lr: float = 1e-2) -> Params:
         return p
 
     return run(params)
+
+
+def pretrained_task(
+    key,
+    task: str,
+    *,
+    hidden: Sequence[int],
+    n_pre: int,
+    n_train: int,
+    n_test: int,
+    pre_steps: int,
+    synthetic_dim: int = 8,
+):
+    r"""The splits of ``task`` and an MLP ``(d, *hidden, 1)`` pre-trained on its ``"pre"`` split.
+
+    ``task`` is ``"digits"`` (:func:`digits_tasks`, $d = 64$) or ``"synthetic"``
+    (:func:`synthetic_tasks`, $d$ = ``synthetic_dim``). ``key`` is split in two: the first half
+    draws the data, the second the initialisation (:func:`mlp_init`), which :func:`pretrain`
+    (Adam, ``pre_steps`` steps) moves to $\theta_0$. Returns ``(data, params0)``.
+    """
+    k1, k2 = jax.random.split(key)
+    if task == "digits":
+        data, d = digits_tasks(k1, n_pre, n_train, n_test), 64
+    elif task == "synthetic":
+        data, d = synthetic_tasks(k1, synthetic_dim, n_pre, n_train, n_test), synthetic_dim
+    else:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    p0 = pretrain(mlp_init(k2, (d, *hidden, 1)), *data["pre"], steps=pre_steps)
+    return data, p0

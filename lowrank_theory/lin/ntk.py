@@ -33,6 +33,26 @@ from jaxtyping import Array, ArrayLike, Float
 from ..core.precision import EPS
 from ..core.validation import as_array, as_matrix
 
+__all__ = [
+    "Method",
+    "check_kernel",
+    "empirical_ntk",
+    "eta",
+    "flat_grad_fn",
+    "jacobian_gram_fn",
+    "krr_fit",
+    "krr_residual",
+    "krr_risk",
+    "layer_selection",
+    "naive_ntk",
+    "ntvp_gram_fn",
+    "pad_blocks",
+    "regularized_condition_number",
+    "risk_bounds",
+    "theorem6_bounds",
+    "theorem7_interval",
+]
+
 Method = Literal["auto", "jacobian", "ntvp", "structured"]
 
 
@@ -46,7 +66,14 @@ def _check_inputs(x, name):
     return a
 
 
-def _flat_grad_fn(f, params):
+def flat_grad_fn(f: Callable, params: Any) -> Callable:
+    r"""``(theta, x) -> grad``: $\nabla_\theta f(\theta, x)$ as a flat vector (un-jitted).
+
+    ``theta`` is the flat parameter vector of ``params`` (``ravel_pytree``); ``f(params, x)`` must
+    return a scalar for one input ``x`` (``ValueError`` otherwise). One row of the Jacobian $J$
+    of the empirical NTK $K = JJ^\top$; the building block of :func:`naive_ntk`,
+    :func:`jacobian_gram_fn` and :func:`ntvp_gram_fn`.
+    """
     _, unravel = ravel_pytree(params)
 
     def g(theta, x):
@@ -58,7 +85,12 @@ def _flat_grad_fn(f, params):
     return g
 
 
-def _pad_blocks(x, b):
+def pad_blocks(x: Float[ArrayLike, "n ..."], b: int) -> Array:
+    r"""``x`` of ``n`` rows as ``ceil(n / b)`` blocks of ``b`` rows, shape ``(nb, b, ...)``.
+
+    The last block is padded with copies of row 0 (its kernel entries are computed and cut
+    off); the input layout of :func:`jacobian_gram_fn` and :func:`ntvp_gram_fn`.
+    """
     n = x.shape[0]
     nb = -(-n // b)
     pad = nb * b - n
@@ -68,7 +100,7 @@ def _pad_blocks(x, b):
 
 def jacobian_gram_fn(f, params):
     r"""Un-jitted ``(theta, xb1, xb2) -> blocks``: $J_iJ_j^\top$ per pair of input blocks."""
-    g = _flat_grad_fn(f, params)
+    g = flat_grad_fn(f, params)
 
     def run(theta, xb1, xb2):
         jac = jax.vmap(g, in_axes=(None, 0))
@@ -85,7 +117,7 @@ def jacobian_gram_fn(f, params):
 def ntvp_gram_fn(f, params):
     r"""Un-jitted ``(theta, x1, xb2) -> blocks``: columns $J_1(J_2^\top e_j)$ per block of x2."""
     _, unravel = ravel_pytree(params)
-    g = _flat_grad_fn(f, params)
+    g = flat_grad_fn(f, params)
 
     def run(theta, x1, xb2):
         def f1(t):
@@ -121,7 +153,7 @@ def _cached_jit(maker, f, params):
 def _ntk_jacobian_blocked(f, params, x1, x2, b):
     theta, _ = ravel_pytree(params)
     n1, n2 = x1.shape[0], x2.shape[0]
-    blocks = _cached_jit(jacobian_gram_fn, f, params)(theta, _pad_blocks(x1, b), _pad_blocks(x2, b))
+    blocks = _cached_jit(jacobian_gram_fn, f, params)(theta, pad_blocks(x1, b), pad_blocks(x2, b))
     nb1, nb2 = blocks.shape[:2]
     k = blocks.transpose(0, 2, 1, 3).reshape(nb1 * b, nb2 * b)
     return k[:n1, :n2]
@@ -129,7 +161,7 @@ def _ntk_jacobian_blocked(f, params, x1, x2, b):
 
 def _ntk_ntvp_blocked(f, params, x1, x2, b):
     theta, _ = ravel_pytree(params)
-    blocks = _cached_jit(ntvp_gram_fn, f, params)(theta, x1, _pad_blocks(x2, b))
+    blocks = _cached_jit(ntvp_gram_fn, f, params)(theta, x1, pad_blocks(x2, b))
     return blocks.reshape(-1, x1.shape[0])[: x2.shape[0]].T
 
 
@@ -187,7 +219,7 @@ def empirical_ntk(
 def naive_ntk(f: Callable, params: Any, x: Float[ArrayLike, "n d"]) -> Float[Array, "n n"]:
     r"""Reference: the full Jacobian $J$ (``vmap`` of ``grad``, $n\times p$ in memory), then $JJ^\top$."""
     theta, _ = ravel_pytree(params)
-    g = _flat_grad_fn(f, params)
+    g = flat_grad_fn(f, params)
     j = jax.jit(jax.vmap(g, in_axes=(None, 0)))(theta, jnp.asarray(x))
     return j @ j.T
 
