@@ -17,8 +17,10 @@ from bench_linalg import gemm_gflops, memory_bandwidth_gbs
 
 import lowrank_theory as lt
 from lowrank_theory.core.linalg import random_with_spectrum
-from lowrank_theory.dmf import masked_products as _native
-from lowrank_theory.dmf.factorization import gd_step, prepare_observed
+from lowrank_theory.dmf import masked_products as mp
+from lowrank_theory.dmf import native_kernel as nk
+from lowrank_theory.dmf.factorization import gd_step
+from lowrank_theory.dmf.masked_products import prepare_observed
 
 DEPTH = 3
 
@@ -143,10 +145,10 @@ def _masked_step_time(d, gamma, frac=0.2, r=5, full=False, n=100, dense=False):
     """Seconds per GD step (mean over an n-step fori_loop, min over repeats).
 
     ``dense``: the compressed step on the dense formulation of the masked residual products
-    (``_native.dense_only``) instead of what GD uses by default (the native kernel on CPU).
+    (``masked_products.dense_only``) instead of what GD uses by default (the native kernel on CPU).
     """
     if dense:
-        with _native.dense_only():
+        with mp.dense_only():
             return _masked_step_time(d, gamma, frac, r, full, n)
     _, mask, target, ws, lr = _instance(d, frac, r)
     if full:
@@ -195,13 +197,13 @@ def _masked_step_parts(d=1000, k=10, n=50, rounds=3):
 def _packed_products_time(d=1000, k=10, frac=0.2, n=100, threads=None):
     """Seconds per call of the masked products alone on packed entries (native kernel)."""
     _, mask, target, _, _ = _instance(d, frac)
-    packed = _native.pack_observed(mask, target)
+    packed = nk.pack_observed(mask, target)
     key = jax.random.split(jax.random.key(9), 2)
     u = jax.random.normal(key[0], (d, k))
     p = jax.random.normal(key[1], (k, d))
 
     def body(_, x):  # each call depends on the last, so none is hoisted out of the loop
-        _, g, h = _native._packed(x[0], x[1], packed, threads)
+        _, g, h = nk.native_packed_products(x[0], x[1], packed, threads)
         return x[0] + 1e-12 * g, x[1] + 1e-12 * h
 
     fn = jax.jit(lambda u, p: jax.lax.fori_loop(0, n, body, (u, p)))
@@ -310,7 +312,7 @@ def run() -> list[dict]:
     nnz = int(_instance(d)[1].sum())
     # the issue's model, flop time at the GEMM rate + pass time at the bandwidth, for each
     # formulation of the step. The native step contracts the chain in the k x k coordinates
-    # (factorization._thin_grads): 3 products with a side d of 2 d k^2 flops each (M V^T,
+    # (factorization.contracted_gradients): 3 products with a side d of 2 d k^2 flops each (M V^T,
     # H V, M^T H) plus small x small ones (counted too); the dense formulation back-propagates
     # through the chain: 9 products of 2 d k^2 flops (3 prefix products W_l...V^T, 3 gradient
     # products, 3 back-propagations).
@@ -323,7 +325,7 @@ def run() -> list[dict]:
     # once per run (a 4-byte column index and an 8-byte value each, 8-byte offsets per
     # 256-column block and row)
     flop_n = 3 * 2 * k * nnz + flop_small_n
-    bytes_n = 12 * nnz + 8 * (-(-d // _native.COLUMN_BLOCK) * d + 1)
+    bytes_n = 12 * nnz + 8 * (-(-d // nk.COLUMN_BLOCK) * d + 1)
     # dense: 3 d x d x k GEMMs; 6 float64 d x d passes (write F, read F and Phi, write E,
     # read E twice) and the 1-byte mask
     flop_x = 3 * 2 * d * d * k + flop_small

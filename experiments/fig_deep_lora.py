@@ -41,7 +41,7 @@ import dataclasses
 
 import numpy as np
 
-from lowrank_theory.claims.dmf.deep_lora import ci95
+from lowrank_theory.core.stats import ci95
 from lowrank_theory.dmf import models
 from lowrank_theory.pipeline.plotting import COLORS, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
@@ -115,77 +115,55 @@ def _summary(out: dict, keep_losses: bool = False) -> dict:
     return res
 
 
+def _sweep(cfg: Config, sweep: Sweep, keys: list[str], point, desc: str, keep_losses=False):
+    """One few-shot run per key ``"<task>/<sweep>/<method>[/<value>]"``, summarised;
+    ``point(method, value)`` gives its ``(n, r, lr, seeds, steps)`` (value None if absent)."""
+
+    def one(key: str) -> dict:
+        task, _, method, *value = key.split("/")
+        n, r, lr, seeds, steps = point(method, value[0] if value else None)
+        return _summary(_run(cfg, task, method, n, r, lr, seeds, steps), keep_losses)
+
+    return sweep.run(keys, one, desc=desc)
+
+
 def _one_task(cfg: Config, sweep: Sweep, name: str) -> dict:
     task = models.get_task(name)
-    tune = sweep.run(
-        [f"{name}/tune/{m}/{lr}" for m in ("lora", "deep") for lr in cfg.lr_grid],
-        lambda k: _summary(
-            _run(
-                cfg,
-                name,
-                k.split("/")[2],
-                max(cfg.ns),
-                cfg.r,
-                float(k.split("/")[3]),
-                _seeds(cfg, 90_000, cfg.tune_seeds),
-                cfg.steps,
-            )
-        ),
-        desc=f"{name}: learning-rate selection",
+    methods = ("lora", "deep")
+    tune_seeds = _seeds(cfg, 90_000, cfg.tune_seeds)
+    tune = _sweep(
+        cfg,
+        sweep,
+        [f"{name}/tune/{m}/{lr}" for m in methods for lr in cfg.lr_grid],
+        lambda m, lr: (max(cfg.ns), cfg.r, float(lr), tune_seeds, cfg.steps),
+        f"{name}: learning-rate selection",
     )
     lr = {}
-    for m in ("lora", "deep"):
+    for m in methods:
         scores = {g: np.mean(tune[f"{name}/tune/{m}/{g}"]["metric"]) for g in cfg.lr_grid}
         lr[m] = max(scores, key=scores.get)
     seeds = _seeds(cfg, 0, cfg.seeds)
-    by_n = sweep.run(
-        [f"{name}/n/{m}/{n}" for n in cfg.ns for m in ("lora", "deep")],
-        lambda k: _summary(
-            _run(
-                cfg,
-                name,
-                k.split("/")[2],
-                int(k.split("/")[3]),
-                cfg.r,
-                lr[k.split("/")[2]],
-                seeds,
-                cfg.steps,
-            )
-        ),
-        desc=f"{name}: metric vs n",
+    by_n = _sweep(
+        cfg,
+        sweep,
+        [f"{name}/n/{m}/{n}" for n in cfg.ns for m in methods],
+        lambda m, n: (int(n), cfg.r, lr[m], seeds, cfg.steps),
+        f"{name}: metric vs n",
     )
-    by_r = sweep.run(
-        [f"{name}/r/{m}/{r}" for r in cfg.ranks for m in ("lora", "deep")],
-        lambda k: _summary(
-            _run(
-                cfg,
-                name,
-                k.split("/")[2],
-                cfg.ablation_n,
-                int(k.split("/")[3]),
-                lr[k.split("/")[2]],
-                seeds,
-                cfg.steps,
-            )
-        ),
-        desc=f"{name}: metric vs r",
+    by_r = _sweep(
+        cfg,
+        sweep,
+        [f"{name}/r/{m}/{r}" for r in cfg.ranks for m in methods],
+        lambda m, r: (cfg.ablation_n, int(r), lr[m], seeds, cfg.steps),
+        f"{name}: metric vs r",
     )
-    abl = sweep.run(
+    abl = _sweep(
+        cfg,
+        sweep,
         [f"{name}/ablation/{m}" for m in ("full", "deep", "narrow")],
-        lambda k: _summary(
-            _run(
-                cfg,
-                name,
-                k.split("/")[2],
-                cfg.ablation_n,
-                cfg.r,
-                lr["deep"],
-                seeds,
-                cfg.ablation_steps,
-            ),
-            keep_losses=True,
-        ),
-        desc=f"{name}: D.2 ablation",
+        lambda m, _: (cfg.ablation_n, cfg.r, lr["deep"], seeds, cfg.ablation_steps),
+        f"{name}: D.2 ablation",
+        keep_losses=True,
     )
     return {
         "task": name,
@@ -217,6 +195,15 @@ def _band(ax, xs, runs, color, label):
     ax.fill_between(xs, stats[:, 1], stats[:, 2], color=color, alpha=0.2, lw=0)
 
 
+def _method_bands(ax, runs: dict, prefix: str, xs, names: dict, lrs: dict | None = None):
+    """The metric's mean and 95 % CI band over seeds against ``xs``, one band per method, from
+    the runs ``f"{prefix}/{method}/{x}"``; the learning rate in the label when ``lrs`` is given."""
+    for m in ("lora", "deep"):
+        label = names[m] if lrs is None else f"{names[m]} (lr {lrs[m]:g})"
+        color = COLORS["deep_lora" if m == "deep" else "lora"]
+        _band(ax, list(xs), [runs[f"{prefix}/{m}/{x}"]["metric"] for x in xs], color, label)
+
+
 def plot(result: dict, cfg: Config):
     tasks = result["tasks"]
     fig, axes = subplots(len(tasks), 4, width=3.6, height=3.0)
@@ -224,14 +211,7 @@ def plot(result: dict, cfg: Config):
     for row, t in zip(axes, tasks, strict=True):
         name = t["task"]
         ax = row[0]
-        for m in ("lora", "deep"):
-            _band(
-                ax,
-                list(cfg.ns),
-                [t["by_n"][f"{name}/n/{m}/{n}"]["metric"] for n in cfg.ns],
-                COLORS["deep_lora" if m == "deep" else "lora"],
-                f"{names[m]} (lr {t['lr'][m]:g})",
-            )
+        _method_bands(ax, t["by_n"], f"{name}/n", cfg.ns, names, t["lr"])
         ax.axhline(t["pretrained_metric"], color=COLORS["pretrained"], ls=":", label="pre-trained")
         _log_ticks(ax, cfg.ns)
         ax.set(
@@ -263,14 +243,7 @@ def plot(result: dict, cfg: Config):
         )
         ax.legend(fontsize=7)
         ax = row[2]
-        for m in ("lora", "deep"):
-            _band(
-                ax,
-                list(cfg.ranks),
-                [t["by_r"][f"{name}/r/{m}/{r}"]["metric"] for r in cfg.ranks],
-                COLORS["deep_lora" if m == "deep" else "lora"],
-                names[m],
-            )
+        _method_bands(ax, t["by_r"], f"{name}/r", cfg.ranks, names)
         _log_ticks(ax, cfg.ranks)
         ax.set(
             xlabel="rank r",

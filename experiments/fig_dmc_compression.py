@@ -36,8 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
+from lowrank_theory.core.stats import principal_scores
 from lowrank_theory.pipeline.plotting import COLORS, subplots
-from lowrank_theory.pipeline.records import Sweep, run_experiment
+from lowrank_theory.pipeline.records import Sweep, run_experiment, seconds_per_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +64,6 @@ class Config:
         return cls(d=1000)
 
 
-def _sec_per_step(fn, n: int) -> float:
-    jax.block_until_ready(fn(n))
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(n))
-    return (time.perf_counter() - t0) / n
-
-
 def _run(cfg: Config) -> dict:
     k = jax.random.split(jax.random.key(cfg.seed), 3)
     phi, mask = lt.completion_instance(k[0], cfg.d, cfg.r, cfg.frac)
@@ -84,7 +78,7 @@ def _run(cfg: Config) -> dict:
     out["steps"] = full.steps
     out["full"] = np.asarray(full.records["recovery"])
     samples = [np.asarray(full.records["custom"])]
-    out["sec_per_step_full"] = _sec_per_step(
+    out["sec_per_step_full"] = seconds_per_step(
         lambda n: lt.run_completion(ws, target, mask, lr=lr, steps=n).weights, 10
     )
     jax.block_until_ready(lt.compress(ws, target, cfg.r, mask=mask).u)  # compile
@@ -97,13 +91,10 @@ def _run(cfg: Config) -> dict:
                                 record_fn=lambda w: lt.end_to_end(w).reshape(-1)[idx])  # fmt: skip
         out[f"gamma={g}"] = np.asarray(res.records["recovery"])
         samples.append(np.asarray(res.records["custom"]))
-        out[f"sec_per_step_gamma={g}"] = _sec_per_step(
+        out[f"sec_per_step_gamma={g}"] = seconds_per_step(
             lambda n, g=g: lt.run_compressed(comp, lr=lr, steps=n, gamma=g, mask=mask).weights, 200
         )
-    flat = np.concatenate(samples)
-    mean = flat.mean(0)
-    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
-    pcs = (flat - mean) @ vt[:2].T
+    pcs = principal_scores(np.concatenate(samples), 2)
     n = len(full.steps)
     out["pc"] = {name: pcs[i * n : (i + 1) * n] for i, name in
                  enumerate(["full"] + [f"gamma={g}" for g in cfg.gammas])}  # fmt: skip

@@ -28,16 +28,16 @@ $r^\star$.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.dmf.completion import first_below, padded_narrow_init, run_gd_batch
+from lowrank_theory.core.stats import finite_mean_std
+from lowrank_theory.dmf.completion import first_below, padded_narrow_init, run_gd_from_inits
 from lowrank_theory.pipeline.plotting import COLORS, subplots
-from lowrank_theory.pipeline.records import Sweep, run_experiment
+from lowrank_theory.pipeline.records import Sweep, run_experiment, seconds_per_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +66,6 @@ class Config:
         return cls(d=1000, rstar=5, frac=0.2, rhats=(5, 8, 11, 14, 17, 20), trials=3)
 
 
-def _sec_per_step(fn, n: int) -> float:
-    jax.block_until_ready(fn(n))
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(n))
-    return (time.perf_counter() - t0) / n
-
-
 def _run(cfg: Config) -> dict:
     k = jax.random.split(jax.random.key(cfg.seed), 3)
     phi, mask = lt.completion_instance(k[0], cfg.d, cfg.rstar, cfg.frac)
@@ -91,19 +84,16 @@ def _run(cfg: Config) -> dict:
                                     record=("recovery",))  # fmt: skip
             its.append(first_below(np.asarray(res.records["recovery"]), res.steps, cfg.tol))
         comp_it.append(its)
-        comp_sec.append(_sec_per_step(lambda n, c=comp: lt.run_compressed(
+        comp_sec.append(seconds_per_step(lambda n, c=comp: lt.run_compressed(
             c, lr=lr, steps=n, gamma=cfg.gamma, mask=mask).weights, 200))  # fmt: skip
     # narrow: all widths x trials in one vmapped batch
     wmax = 2 * max(cfg.rhats)
     inits = [padded_narrow_init(jax.random.fold_in(k[2], 100 * rh + tr), cfg.d, 2 * rh, cfg.depth,
                                 cfg.eps, pad_to=wmax)
              for rh in cfg.rhats for tr in range(cfg.trials)]  # fmt: skip
-    wb = tuple(jnp.stack([w[l] for w in inits]) for l in range(cfg.depth))
     b = len(inits)
-    rec = run_gd_batch(wb, jnp.broadcast_to(target, (b, cfg.d, cfg.d)),
-                       jnp.broadcast_to(mask, (b, cfg.d, cfg.d)),
-                       jnp.broadcast_to(phi, (b, cfg.d, cfg.d)), lr=lr, steps=cfg.steps,
-                       record_every=cfg.record_every)  # fmt: skip
+    rec = run_gd_from_inits(inits, target, mask, phi, lr=lr, steps=cfg.steps,
+                            record_every=cfg.record_every)  # fmt: skip
     steps = np.arange(0, cfg.steps + 1, cfg.record_every)
     nar = [first_below(rec["recovery"][i], steps, cfg.tol) for i in range(b)]
     nar_it = np.array(nar).reshape(len(cfg.rhats), cfg.trials)
@@ -111,7 +101,7 @@ def _run(cfg: Config) -> dict:
     for rh in cfg.rhats:
         wn = lt.orthogonal_init(k[2], [cfg.d] + [2 * rh] * (cfg.depth - 1) + [cfg.d], cfg.depth,
                                 cfg.eps)  # fmt: skip
-        nar_sec.append(_sec_per_step(
+        nar_sec.append(seconds_per_step(
             lambda n, wn=wn: lt.run_gd(wn, target, lr=lr, steps=n, mask=mask).weights, 200))  # fmt: skip
     out.update(compressed_iters=comp_it, compressed_sec_per_step=comp_sec, narrow_iters=nar_it,
                narrow_sec_per_step=nar_sec, final_recovery_narrow=rec["recovery"][:, -1])  # fmt: skip
@@ -122,16 +112,6 @@ def main(cfg: Config, sweep: Sweep) -> dict:
     return sweep.run(["run"], lambda _: _run(cfg))["run"]
 
 
-def _mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row mean and std over the finite entries (runs that never converged are left out)."""
-    m, s = [], []
-    for row in a:
-        f = row[np.isfinite(row)]
-        m.append(f.mean() if f.size else np.nan)
-        s.append(f.std() if f.size else 0.0)
-    return np.array(m), np.array(s)
-
-
 def plot(result: dict, cfg: Config):
     fig, axes = subplots(1, 2, width=4.4)
     rh = np.array(result["rhats"])
@@ -139,9 +119,9 @@ def plot(result: dict, cfg: Config):
                          ("narrow", COLORS["narrow"], "narrow (random init)")):  # fmt: skip
         it = np.array(result[name + "_iters"], dtype=float)
         sec = np.array(result[name + "_sec_per_step"])
-        m, sd = _mean_std(it)
+        m, sd = finite_mean_std(it)  # runs that never converged (inf) are left out
         axes[0, 0].errorbar(rh, m, yerr=sd, fmt="o-", color=c, label=lab)
-        m, sd = _mean_std(it * sec[:, None])
+        m, sd = finite_mean_std(it * sec[:, None])
         axes[0, 1].errorbar(rh, m, yerr=sd, fmt="o-", color=c, label=lab)
     axes[0, 0].set(xlabel=r"$\hat r$ (width $2\hat r$)", ylabel="iterations to converge",
                    title=f"recovery error < {cfg.tol:g} (missing: not within {cfg.steps})")  # fmt: skip

@@ -28,8 +28,9 @@ import numpy as np
 
 import lowrank_theory as lt
 from lowrank_theory.core.linalg import random_with_spectrum
+from lowrank_theory.core.stats import principal_scores
 from lowrank_theory.pipeline.plotting import COLORS, subplots
-from lowrank_theory.pipeline.records import Sweep, run_experiment
+from lowrank_theory.pipeline.records import Sweep, run_experiment, seconds_per_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +51,6 @@ class Config:
     @classmethod
     def full(cls) -> Config:
         return cls(d=1000)
-
-
-def _time_per_step(fn, steps_small: int) -> float:
-    jax.block_until_ready(fn(steps_small))  # compile
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(steps_small))
-    return (time.perf_counter() - t0) / steps_small
 
 
 def _run(cfg: Config) -> dict:
@@ -81,13 +75,12 @@ def _run(cfg: Config) -> dict:
     c_small = np.stack([np.asarray(lt.end_to_end([small.records["weights"][l][i]
                                                    for l in range(cfg.depth)])) for i in range(n)])  # fmt: skip
     c_full = np.asarray(full.records["custom"])
-    flat = np.concatenate([c_full.reshape(n, -1), c_small.reshape(n, -1)])
-    mean = flat.mean(0)
-    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
-    pcs = (flat - mean) @ vt[:2].T
+    pcs = principal_scores(np.concatenate([c_full.reshape(n, -1), c_small.reshape(n, -1)]), 2)
     ts = 20
-    t_full = _time_per_step(lambda s: lt.run_factorization(ws, phi, lr=cfg.lr, steps=s).weights, ts)
-    t_comp = _time_per_step(lambda s: lt.run_compressed(comp, lr=cfg.lr, steps=s).weights, 2000)
+    t_full = seconds_per_step(
+        lambda s: lt.run_factorization(ws, phi, lr=cfg.lr, steps=s).weights, ts
+    )
+    t_comp = seconds_per_step(lambda s: lt.run_compressed(comp, lr=cfg.lr, steps=s).weights, 2000)
     return {
         "steps": full.steps,
         "pc_full": pcs[:n],

@@ -30,11 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lowrank_theory.core.stats import finite_mean_std
 from lowrank_theory.dmf.completion import (
     completion_instance,
     first_below,
     padded_narrow_init,
-    run_gd_batch,
+    run_gd_from_inits,
 )
 from lowrank_theory.pipeline.plotting import subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
@@ -72,13 +73,10 @@ def _depth(cfg: Config, depth: int) -> dict:
     inits = [padded_narrow_init(jax.random.fold_in(key, 1000 * w + t), cfg.d, w, depth, cfg.eps,
                                 pad_to=cfg.d)
              for w in cfg.widths for t in range(cfg.trials)]  # fmt: skip
-    wb = tuple(jnp.stack([w[l] for w in inits]) for l in range(depth))
     b = len(inits)
-    rec = run_gd_batch(wb, jnp.broadcast_to(target, (b, cfg.d, cfg.d)),
-                       jnp.broadcast_to(mask, (b, cfg.d, cfg.d)),
-                       jnp.broadcast_to(phi, (b, cfg.d, cfg.d)), lr=cfg.lr_times_p / cfg.frac,
-                       steps=cfg.steps, record_every=cfg.record_every,
-                       record=("loss", "recovery"))  # fmt: skip
+    rec = run_gd_from_inits(inits, target, mask, phi, lr=cfg.lr_times_p / cfg.frac,
+                            steps=cfg.steps, record_every=cfg.record_every,
+                            record=("loss", "recovery"))  # fmt: skip
     steps = np.arange(0, cfg.steps + 1, cfg.record_every)
     train = np.sqrt(2 * rec["loss"]) / float(jnp.linalg.norm(target))
     shape = (len(cfg.widths), cfg.trials)
@@ -95,20 +93,13 @@ def main(cfg: Config, sweep: Sweep) -> dict:
     return {"depths": list(res.values())}
 
 
-def _mean_std(a):
-    a = np.array(a, dtype=float)
-    m = [r[np.isfinite(r)].mean() if np.isfinite(r).any() else np.nan for r in a]
-    s = [r[np.isfinite(r)].std() if np.isfinite(r).any() else 0.0 for r in a]
-    return np.array(m), np.array(s)
-
-
 def plot(result: dict, cfg: Config):
     fig, axes = subplots(1, 2, width=4.4)
     w = np.array(cfg.widths)
     for i, dep in enumerate(result["depths"]):
-        m, s = _mean_std(dep["recovery"])
+        m, s = finite_mean_std(dep["recovery"])
         axes[0, 0].errorbar(w, m, yerr=s, fmt="o-", color=f"C{i}", label=f"L={dep['L']}")
-        m, s = _mean_std(dep["iters"])
+        m, s = finite_mean_std(dep["iters"])
         axes[0, 1].errorbar(w, m, yerr=s, fmt="o-", color=f"C{i}", label=f"L={dep['L']}")
     axes[0, 0].set(xlabel="width", ylabel=r"$\|f-\Phi\|_F/\|\Phi\|_F$", yscale="log",
                    title="recovery error (end of training)")  # fmt: skip

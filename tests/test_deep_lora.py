@@ -42,7 +42,8 @@ def test_lora_init_matches_appendix_b_and_merge_is_identity_at_init():
     ad = lt.lora_adapters(p, TARGETS, 4, 8.0, jax.random.key(0))
     for t in TARGETS:
         a, b = ad[t].factors
-        assert a.shape == (4, dl._get(p, t).shape[1]) and b.shape == (dl._get(p, t).shape[0], 4)
+        m, n = dl.get_path(p, t).shape
+        assert a.shape == (4, n) and b.shape == (m, 4)
         assert float(jnp.abs(b).max()) == 0.0
         assert ad[t].scale == 2.0
     # Gaussian with standard deviation 1 (pooled over all entries)
@@ -50,7 +51,7 @@ def test_lora_init_matches_appendix_b_and_merge_is_identity_at_init():
     assert abs(float(jnp.std(big["w"].factors[0])) - 1.0) < 0.01
     merged = lt.merge(p, ad)
     for t in TARGETS:
-        np.testing.assert_array_equal(dl._get(merged, t), dl._get(p, t))
+        np.testing.assert_array_equal(dl.get_path(merged, t), dl.get_path(p, t))
     np.testing.assert_array_equal(merged["layer0"]["b"], p["layer0"]["b"])
 
 

@@ -38,12 +38,15 @@ from lowrank_theory.dmf.factorization import (
     lr_from_mean_loss,
     nonlinear_factorization,
     nonlinear_gradient,
-    numerical_rank_fig7,
     orthogonal_init,
-    rho_sequence,
     run_completion,
     run_factorization,
     run_gd,
+)
+from lowrank_theory.dmf.spectra import (
+    numerical_rank_fig7,
+    rank_fig7_from_singular_values,
+    rho_sequence,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,13 +351,29 @@ def test_numerical_rank_fig7():
     assert numerical_rank_fig7(b) == 2
 
 
+def test_one_fig7_rank_rule():
+    """The Fig. 7 rule is one implementation: the float64 reading of Deep LoRA's numerical
+    rank equals numerical_rank_fig7, and the cut-off is exactly max(1e-8, d sigma_1 eps)."""
+    from lowrank_theory.dmf import deep_lora
+
+    rng = np.random.default_rng(0)
+    for scale in (1e-9, 1e-3, 1.0, 1e9):
+        a = scale * rng.standard_normal((7, 5)) @ np.diag([1, 1e-4, 1e-8, 1e-12, 0]) @ np.eye(5)
+        assert deep_lora.numerical_rank(a, machine_eps=EPS) == numerical_rank_fig7(a)
+        s = np.linalg.svd(a, compute_uv=False)
+        for eps in (EPS, deep_lora.FLOAT32_EPS):
+            tau = max(1e-8, 7 * s[0] * eps)
+            assert rank_fig7_from_singular_values(s, a.shape, eps) == int(np.sum(s > tau))
+    assert rank_fig7_from_singular_values([], (3, 3)) == 0
+
+
 # ------------------------------------------------------------------------------ figures, README
 # The six figure scripts (experiments/fig_dmf_*.py, fig_dmc_*.py, fig_nonlinear_gradient.py) are
 # smoke-run with --quick by the generic tests/test_experiments_io.py on main (every fig_*.py);
 # a second run here would double their CI cost.
 
 
-@pytest.mark.parametrize("modname", ["factorization", "compression"])
+@pytest.mark.parametrize("modname", ["factorization", "compression", "spectra"])
 def test_module_docstring_examples(modname):
     import doctest
     import importlib

@@ -16,11 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lowrank_theory as lt
-from lowrank_theory.dmf import masked_products as _native
+from lowrank_theory.dmf import factorization
+from lowrank_theory.dmf import masked_products as mp
+from lowrank_theory.dmf import native_kernel as nk
 from lowrank_theory.dmf.factorization import factorization_loss, gd_step, loss_and_gradients
 
-HAVE_CXX = _native._compiler() is not None
-NATIVE_OFF = os.environ.get("LOWRANK_THEORY_NATIVE", "1").strip().lower() in _native._OFF
+HAVE_CXX = nk.find_compiler() is not None
+NATIVE_OFF = nk.native_disabled()
 
 
 def _problem(seed, m, n, k, frac):
@@ -75,14 +77,14 @@ def test_native_equals_dense_formulation(seed, m, n, k, frac):
     from entries packed once (pack_observed) (edge cases: empty mask, full mask, widths not a
     multiple of 4, n not a multiple of 8, one row/column, rows with fewer than four entries)."""
     u, p, mask, target = _problem(seed, m, n, k, frac)
-    dense = _native.masked_lowrank_products(u, p, mask, target, backend="xla")
-    native = jax.jit(lambda *a: _native.masked_lowrank_products(*a, backend="native"))(
+    dense = mp.masked_lowrank_products(u, p, mask, target, backend="xla")
+    native = jax.jit(lambda *a: mp.masked_lowrank_products(*a, backend="native"))(
         u, p, mask, target
     )
     _close(native, dense)
-    packed = _native.pack_observed(mask, target)
+    packed = mp.pack_observed(mask, target)
     assert packed.nnz == int(mask.sum()) and packed.shape == (m, n)
-    _close(jax.jit(_native._packed)(u, p, packed), dense)
+    _close(jax.jit(nk.native_packed_products)(u, p, packed), dense)
 
 
 @needs_native
@@ -94,9 +96,9 @@ def test_native_threads_and_column_blocks(m, n, k, threads):
     """Several threads (private H buffers, partial row ranges) and several 256-column blocks
     (n > 256), checked against NumPy; repeated calls give identical bits."""
     u, p, mask, target = _problem(7, m, n, k, 0.25)
-    got = _native.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
+    got = mp.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
     _close(got, _numpy_reference(u, p, mask, target))
-    again = _native.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
+    again = mp.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
     assert all(bool(jnp.all(x == y)) for x, y in zip(got, again, strict=True))
 
 
@@ -104,21 +106,21 @@ def test_native_threads_and_column_blocks(m, n, k, threads):
 def test_native_ignores_unobserved_target_entries_and_vmaps():
     u, p, mask, target = _problem(0, 200, 150, 10, 0.2)
     poisoned = jnp.where(mask, target, jnp.nan)  # unobserved entries are never read
-    out = _native.masked_lowrank_products(u, p, mask, poisoned, backend="native")
+    out = mp.masked_lowrank_products(u, p, mask, poisoned, backend="native")
     _close(out, _numpy_reference(u, p, mask, target))
     # vmap: "native" loops the kernel over the batch; "auto" takes the batched dense
     # formulation (its custom_vmap rule), also with unbatched arguments
     batch = [_problem(s, 90, 80, 6, 0.3) for s in range(3)]
     stacked = [jnp.stack(x) for x in zip(*batch, strict=True)]
-    native = jax.jit(jax.vmap(partial(_native.masked_lowrank_products, backend="native")))
-    auto = jax.jit(jax.vmap(_native.masked_lowrank_products))
+    native = jax.jit(jax.vmap(partial(mp.masked_lowrank_products, backend="native")))
+    auto = jax.jit(jax.vmap(mp.masked_lowrank_products))
     assert "lowrank_theory_masked_lowrank" in native.lower(*stacked).as_text()
     assert "lowrank_theory_masked_lowrank" not in auto.lower(*stacked).as_text()
     for fn in (native, auto):
         got = fn(*stacked)
         for i, b in enumerate(batch):
             _close([x[i] for x in got], _numpy_reference(*b))
-    shared = jax.vmap(_native.masked_lowrank_products, in_axes=(0, 0, None, None))
+    shared = jax.vmap(mp.masked_lowrank_products, in_axes=(0, 0, None, None))
     got = shared(stacked[0], stacked[1], batch[0][2], batch[0][3])
     for i, b in enumerate(batch):
         _close([x[i] for x in got], _numpy_reference(b[0], b[1], batch[0][2], batch[0][3]))
@@ -130,13 +132,13 @@ def test_auto_switches_by_density_and_is_differentiable(frac):
     """ "auto" takes the kernel up to DENSE_ABOVE_FRACTION observed and the dense formulation
     above (a run-time switch, same numbers either way); jax.grad goes through the dense one."""
     u, p, mask, target = _problem(11, 120, 140, 5, frac)
-    assert bool(_native._dense_preferred(mask)) == (frac > _native.DENSE_ABOVE_FRACTION)
-    fn = jax.jit(_native.masked_lowrank_products)
+    assert bool(mp.dense_preferred(mask)) == (frac > mp.DENSE_ABOVE_FRACTION)
+    fn = jax.jit(mp.masked_lowrank_products)
     assert "lowrank_theory_masked_lowrank" in fn.lower(u, p, mask, target).as_text()
     _close(fn(u, p, mask, target), _numpy_reference(u, p, mask, target))
 
     def loss(u, p, backend):
-        return _native.masked_lowrank_products(u, p, mask, target, backend=backend)[0]
+        return mp.masked_lowrank_products(u, p, mask, target, backend=backend)[0]
 
     g_auto = jax.grad(loss, argnums=(0, 1))(u, p, "auto")
     g_dense = jax.grad(loss, argnums=(0, 1))(u, p, "xla")
@@ -150,20 +152,20 @@ def test_auto_switches_by_density_and_is_differentiable(frac):
 def test_native_refuses_what_it_cannot_do():
     u, p, mask, target = _problem(1, 40, 40, 33, 0.5)
     with pytest.raises(ValueError, match="1 <= k <= 32"):
-        _native.masked_lowrank_products(u, p, mask, target, backend="native")
+        mp.masked_lowrank_products(u, p, mask, target, backend="native")
     # "auto" falls back to the dense formulation for k > 32
-    fn = jax.jit(_native.masked_lowrank_products)
+    fn = jax.jit(mp.masked_lowrank_products)
     assert "lowrank_theory_masked_lowrank" not in fn.lower(u, p, mask, target).as_text()
     _close(fn(u, p, mask, target), _numpy_reference(u, p, mask, target))
     # dense_only() affects "auto" only; the explicit backend still runs the kernel
     u10 = u[:, :10]
-    with _native.dense_only():
-        out = _native.masked_lowrank_products(u10, p[:10], mask, target, backend="native")
+    with mp.dense_only():
+        out = mp.masked_lowrank_products(u10, p[:10], mask, target, backend="native")
     _close(out, _numpy_reference(u10, p[:10], mask, target))
     with pytest.raises(ValueError, match="shape"):
-        _native.masked_lowrank_products(u, p, mask[:-1], target, backend="native")
+        mp.masked_lowrank_products(u, p, mask[:-1], target, backend="native")
     with pytest.raises(ValueError, match="backend"):
-        _native.masked_lowrank_products(u, p, mask, target, backend="gpu")
+        mp.masked_lowrank_products(u, p, mask, target, backend="gpu")
 
 
 @needs_native
@@ -175,10 +177,10 @@ def test_packed_threads_and_column_blocks(m, n, k, threads):
     """Packed entries over several 256-column blocks and several slots, against NumPy;
     identical bits on repeated calls and the same numbers as the mask-scanning handler."""
     u, p, mask, target = _problem(8, m, n, k, 0.25)
-    packed = _native.pack_observed(mask, target)
+    packed = mp.pack_observed(mask, target)
     # the layout: block-major, then row, columns ascending within a (block, row) segment
     ptr, cols = np.asarray(packed.ptr), np.asarray(packed.cols)
-    n_blocks = -(-n // _native.COLUMN_BLOCK)
+    n_blocks = -(-n // nk.COLUMN_BLOCK)
     assert ptr.shape == (n_blocks * m + 1,) and ptr[-1] == packed.nnz
     seg = 3 * m + 5 if n_blocks > 3 else m + 1  # some (block, row) segment
     cs = cols[ptr[seg] : ptr[seg + 1]]
@@ -186,11 +188,11 @@ def test_packed_threads_and_column_blocks(m, n, k, threads):
     assert np.array_equal(
         cs, np.flatnonzero(np.asarray(mask)[i, b * 256 : (b + 1) * 256]) + b * 256
     )
-    got = _native._packed(u, p, packed, threads=threads)
+    got = nk.native_packed_products(u, p, packed, threads=threads)
     _close(got, _numpy_reference(u, p, mask, target))
-    again = _native._packed(u, p, packed, threads=threads)
+    again = nk.native_packed_products(u, p, packed, threads=threads)
     assert all(bool(jnp.all(x == y)) for x, y in zip(got, again, strict=True))
-    scan = _native.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
+    scan = mp.masked_lowrank_products(u, p, mask, target, backend="native", threads=threads)
     _close(got, scan, rtol=1e-14)
 
 
@@ -199,16 +201,16 @@ def test_packed_products_vmap_and_derivatives():
     """packed_products: the kernel (checked in the HLO); under vmap and for derivatives the
     dense formulation from the mask and target it carries along."""
     u, p, mask, target = _problem(4, 60, 70, 5, 0.3)
-    packed = _native.pack_observed(mask, target)
-    fn = jax.jit(lambda u, p: _native.packed_products(u, p, mask, target, packed))
+    packed = mp.pack_observed(mask, target)
+    fn = jax.jit(lambda u, p: mp.packed_products(u, p, mask, target, packed))
     assert "lowrank_theory_masked_lowrank_packed" in fn.lower(u, p).as_text()
     _close(fn(u, p), _numpy_reference(u, p, mask, target))
     us = jnp.stack([u, 2 * u, -u])
-    batched = jax.jit(jax.vmap(lambda u: _native.packed_products(u, p, mask, target, packed)))
+    batched = jax.jit(jax.vmap(lambda u: mp.packed_products(u, p, mask, target, packed)))
     assert "lowrank_theory_masked_lowrank" not in batched.lower(us).as_text()
     for i in range(3):
         _close([x[i] for x in batched(us)], _numpy_reference(us[i], p, mask, target))
-    grad = jax.grad(lambda u, p: _native.packed_products(u, p, mask, target, packed)[0], (0, 1))
+    grad = jax.grad(lambda u, p: mp.packed_products(u, p, mask, target, packed)[0], (0, 1))
     _, g, h = _numpy_reference(u, p, mask, target)
     _close(grad(u, p), (g, h))
 
@@ -216,46 +218,46 @@ def test_packed_products_vmap_and_derivatives():
 def test_pack_observed_refuses_bad_input():
     u, p, mask, target = _problem(2, 30, 40, 4, 0.3)
     poisoned = jnp.where(mask, target, jnp.nan)  # unobserved entries may be anything
-    packed = _native.pack_observed(mask, poisoned)
+    packed = mp.pack_observed(mask, poisoned)
     assert bool(jnp.all(jnp.isfinite(packed.vals)))
     with pytest.raises(ValueError, match="non-finite"):
-        _native.pack_observed(mask, jnp.where(mask, jnp.inf, target))
+        mp.pack_observed(mask, jnp.where(mask, jnp.inf, target))
     with pytest.raises(ValueError, match="one shape"):
-        _native.pack_observed(mask[:, :-1], target)
+        mp.pack_observed(mask[:, :-1], target)
     with pytest.raises(TypeError, match="concrete"):
-        jax.jit(_native.pack_observed)(mask, target)
+        jax.jit(mp.pack_observed)(mask, target)
     if lt.native_status()["available"]:
         with pytest.raises(ValueError, match="packed entries of a"):
-            _native._packed(u[:-1], p, packed)
+            nk.native_packed_products(u[:-1], p, packed)
         # a packing relabelled to another shape is refused by the kernel, not read out of
         # bounds (m=300, n=400 -> 300: the same two column blocks, columns up to 399)
         u, p, mask, target = _problem(3, 300, 400, 4, 0.3)
-        wrong = dataclasses.replace(_native.pack_observed(mask, target), shape=(300, 300))
+        wrong = dataclasses.replace(mp.pack_observed(mask, target), shape=(300, 300))
         with pytest.raises(Exception, match="not in the pack_observed layout"):
-            jax.block_until_ready(_native._packed(u, p[:, :300], wrong))
+            jax.block_until_ready(nk.native_packed_products(u, p[:, :300], wrong))
         # altered packings: an interior column out of its block or out of range, overlapping
         # offsets; each is refused by the slot that would read it
-        packed = _native.pack_observed(mask, target)
+        packed = mp.pack_observed(mask, target)
         ptr = np.asarray(packed.ptr)
         seg = int(np.flatnonzero(np.diff(ptr) >= 3)[0])  # a (block, row) with >= 3 entries
         s0 = int(ptr[seg])
         assert seg < 300  # in column block 0: column COLUMN_BLOCK is in range, not in the block
         altered = [
             dataclasses.replace(packed, cols=packed.cols.at[s0 + 1].set(10**6)),
-            dataclasses.replace(packed, cols=packed.cols.at[s0 + 1].set(_native.COLUMN_BLOCK)),
+            dataclasses.replace(packed, cols=packed.cols.at[s0 + 1].set(nk.COLUMN_BLOCK)),
             dataclasses.replace(packed, ptr=packed.ptr.at[seg + 1].set(int(ptr[seg + 2]) + 1)),
         ]
         for bad in altered:
             with pytest.raises(Exception, match="not in the pack_observed layout"):
-                jax.block_until_ready(_native._packed(u, p, bad))
-        _close(_native._packed(u, p, packed), _numpy_reference(u, p, mask, target))
+                jax.block_until_ready(nk.native_packed_products(u, p, bad))
+        _close(nk.native_packed_products(u, p, packed), _numpy_reference(u, p, mask, target))
 
 
 @needs_native
 def test_gd_packs_the_observed_entries_once():
     """run_gd hands GD the packed entries when the step takes the kernel (thin last factor, at
     most PACKED_DENSE_ABOVE_FRACTION observed), and not otherwise; the runs agree with dense GD."""
-    from lowrank_theory.dmf.factorization import prepare_observed
+    from lowrank_theory.dmf.masked_products import prepare_observed
 
     d, k = 80, 4
     keys = jax.random.split(jax.random.key(5), 4)
@@ -267,34 +269,33 @@ def test_gd_packs_the_observed_entries_once():
     target = jax.random.normal(keys[2], (d, d)) / np.sqrt(d)
     sparse = jax.random.uniform(keys[3], (d, d)) < 0.2
     dense = jax.random.uniform(keys[3], (d, d)) < 0.9
-    assert isinstance(prepare_observed(ws, target, sparse), _native.PackedObserved)
+    assert isinstance(prepare_observed(ws, target, sparse), mp.PackedObserved)
     assert prepare_observed(ws, target, dense) is None  # the dense formulation is faster
     medium = jax.random.uniform(keys[3], (d, d)) < 0.6  # packed, though "auto" would go dense
-    assert isinstance(prepare_observed(ws, target, medium), _native.PackedObserved)
+    assert isinstance(prepare_observed(ws, target, medium), mp.PackedObserved)
     assert prepare_observed(ws, target, None) is None
     wide = (jnp.eye(d), jnp.eye(d))  # not thin: the dense d x d step
     assert prepare_observed(wide, target, sparse) is None
-    with _native.dense_only():
+    with mp.dense_only():
         assert prepare_observed(ws, target, sparse) is None
     # the GD loop run_gd compiles calls the packed kernel
-    from lowrank_theory.dmf.factorization import _scan
-
+    gd_scan = factorization.gd_scan
     lrs, zeros = jnp.full(3, 0.2), jnp.zeros(3)
     static = dict(n_records=1, stride=1, names=("loss",), custom=None)
     packed = prepare_observed(ws, target, sparse)
-    hlo = _scan.lower(ws, target, sparse, None, lrs, zeros, packed, **static).as_text()
+    hlo = gd_scan.lower(ws, target, sparse, None, lrs, zeros, packed, **static).as_text()
     assert "lowrank_theory_masked_lowrank_packed" in hlo
     # another mask of the same size and density reuses the compiled loop (padded capacity)
     other = jax.random.uniform(jax.random.key(99), (d, d)) < 0.2
     packed2 = prepare_observed(ws, target, other)
     assert packed2.nnz != packed.nnz and packed2.cols.shape == packed.cols.shape
-    _scan(ws, target, sparse, None, lrs, zeros, packed, **static)
-    size = _scan._cache_size()
-    _scan(ws, target, other, None, lrs, zeros, packed2, **static)
-    assert _scan._cache_size() == size
+    gd_scan(ws, target, sparse, None, lrs, zeros, packed, **static)
+    traces = factorization.gd_scan_traces()
+    gd_scan(ws, target, other, None, lrs, zeros, packed2, **static)
+    assert factorization.gd_scan_traces() == traces
     kw = dict(lr=0.2, steps=60, mask=sparse, record=("loss",), record_every=20)
     got = lt.run_gd(ws, target, **kw)
-    with _native.dense_only():
+    with mp.dense_only():
         ref = lt.run_gd(ws, target, **kw)
     np.testing.assert_allclose(got.records["loss"], ref.records["loss"], rtol=1e-11)
     for a, b in zip(got.weights, ref.weights, strict=True):
@@ -338,13 +339,13 @@ def test_thin_chain_gradients_match_autodiff(depth):
 )
 def test_thin_chain_gradients_in_small_coordinates_match_autodiff(shapes, small, monkeypatch):
     """The thin chain's gradients, contracted in the middle factors' coordinates when those are
-    small (_thin_grads) or back-propagated when one is not, equal autodiff of the dense loss;
-    the path taken is the one expected."""
-    from lowrank_theory.dmf import factorization
-
+    small (contracted_gradients, path "thin-small") or back-propagated when one is not (path
+    "thin"), equal autodiff of the dense loss; the path taken is the one expected."""
     calls = []
-    contracted = factorization._thin_grads
-    monkeypatch.setattr(factorization, "_thin_grads", lambda *a: calls.append(1) or contracted(*a))
+    contracted = factorization.contracted_gradients
+    monkeypatch.setattr(
+        factorization, "contracted_gradients", lambda *a: calls.append(1) or contracted(*a)
+    )
     keys = jax.random.split(jax.random.key(len(shapes)), len(shapes) + 2)
     ws = tuple(
         jax.random.normal(kk, s) / np.sqrt(s[1]) for kk, s in zip(keys, shapes, strict=False)
@@ -352,6 +353,7 @@ def test_thin_chain_gradients_in_small_coordinates_match_autodiff(shapes, small,
     m, n = shapes[-1][0], shapes[0][1]
     mask = jax.random.uniform(keys[-2], (m, n)) < 0.3
     target = jax.random.normal(keys[-1], (m, n))
+    assert mp.step_path(ws, mask) == ("thin-small" if small else "thin")
     fn = jax.jit(lambda w: loss_and_gradients(w, target, mask))
     assert "lowrank_theory_masked_lowrank" in fn.lower(ws).as_text()
     assert len(calls) == int(small)
@@ -373,7 +375,7 @@ def test_compressed_completion_gd_matches_the_dense_step():
     chain = (comp.v.T, *comp.weights, comp.u)
     hlo = jax.jit(lambda w: gd_step(w, target, mask, [1.0] * 5, [0.0] * 5)).lower(chain)
     assert "lowrank_theory_masked_lowrank" in hlo.as_text()
-    with _native.dense_only():  # the comparison switch: traces the dense formulation
+    with mp.dense_only():  # the comparison switch: traces the dense formulation
         hlo = jax.jit(lambda w: gd_step(w, target, mask, [1.0] * 5, [0.0] * 5)).lower(chain)
     assert "lowrank_theory_masked_lowrank" not in hlo.as_text()
     # one step: gradients equal autodiff of the dense loss
@@ -411,18 +413,18 @@ def test_fallback_to_dense_formulation(tmp_path, case):
         """
         import jax, jax.numpy as jnp
         import lowrank_theory as lt
-        from lowrank_theory.dmf import masked_products as _native
+        from lowrank_theory.dmf import masked_products as mp
         s = lt.native_status()
         assert not s["available"], s
         print(s["reason"])
         ks = jax.random.split(jax.random.key(0), 4)
         u = jax.random.normal(ks[0], (50, 4)); p = jax.random.normal(ks[1], (4, 60))
         m = jax.random.uniform(ks[2], (50, 60)) < 0.3; t = jax.random.normal(ks[3], (50, 60))
-        a = _native.masked_lowrank_products(u, p, m, t)
-        b = _native.masked_lowrank_products(u, p, m, t, backend="xla")
+        a = mp.masked_lowrank_products(u, p, m, t)
+        b = mp.masked_lowrank_products(u, p, m, t, backend="xla")
         assert all(bool(jnp.all(x == y)) for x, y in zip(a, b))
         try:
-            _native.masked_lowrank_products(u, p, m, t, backend="native")
+            mp.masked_lowrank_products(u, p, m, t, backend="native")
         except ValueError as e:
             assert "unavailable" in str(e)
         else:

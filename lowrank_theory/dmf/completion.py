@@ -8,6 +8,8 @@ r"""Deep matrix completion instances and batched sweeps (seed 004, Section 3, Fi
   devices the batch axis is sharded across them (``jax.sharding``; on CPU emulate devices with
   ``XLA_FLAGS=--xla_force_host_platform_device_count=4``). The numbers are the same as on one
   device (tested).
+* :func:`run_gd_from_inits`: the same for many initialisations (e.g. a width sweep of
+  :func:`padded_narrow_init`) of one problem.
 * :func:`first_below`: iterations to reach a tolerance from strided records.
 """
 
@@ -26,9 +28,15 @@ from jax.sharding import PartitionSpec as P
 from ..core.linalg import random_with_spectrum
 from ..core.precision import DTYPE
 from ..core.validation import check_int
-from .factorization import RECORDABLE, _scan, orthogonal_init
+from .factorization import RECORDABLE, gd_scan, orthogonal_init
 
-__all__ = ["completion_instance", "first_below", "padded_narrow_init", "run_gd_batch"]
+__all__ = [
+    "completion_instance",
+    "first_below",
+    "padded_narrow_init",
+    "run_gd_batch",
+    "run_gd_from_inits",
+]
 
 
 def completion_instance(
@@ -126,13 +134,43 @@ def run_gd_batch(
     lams = jnp.full((depth,), weight_decay, dtype=DTYPE)
 
     def one(ws, t, m, tr):
-        return _scan(
+        return gd_scan(
             ws, t, m, tr, lrs, lams,
             n_records=steps // stride, stride=stride, names=names, custom=None,
         )[1]  # fmt: skip
 
     recs = jax.jit(jax.vmap(one))(*args)
     return {k: np.asarray(v)[:b] for k, v in recs.items()}
+
+
+def run_gd_from_inits(
+    inits: Sequence[Sequence[Array]],
+    target: Array,
+    mask: Array | None,
+    truth: Array | None,
+    **kw,
+) -> dict[str, np.ndarray]:
+    r"""GD (15) from each of ``inits`` on one problem: :func:`run_gd_batch` on the stacked
+    initialisations, with ``target``, ``mask`` and ``truth`` (each $d_L	imes d_0$) broadcast
+    to the batch.
+
+    Args:
+        inits: $B$ initialisations, each a tuple $(W_1,\dots,W_L)$ of one set of shapes (e.g.
+            :func:`padded_narrow_init` for several widths).
+        target, mask, truth: the one problem (``mask``, ``truth`` may be None).
+        kw: as in :func:`run_gd_batch` (``lr``, ``steps``, ``record_every``, ``record``, ...).
+
+    Returns:
+        records (NumPy) with leading axes (B, n_records + 1), in the order of ``inits``.
+    """
+    depth = len(inits[0])
+    ws = tuple(jnp.stack([w[l] for w in inits]) for l in range(depth))
+    b = len(inits)
+
+    def batch(x):
+        return None if x is None else jnp.broadcast_to(x, (b, *x.shape))
+
+    return run_gd_batch(ws, batch(target), batch(mask), batch(truth), **kw)
 
 
 def first_below(values: np.ndarray, steps: np.ndarray, tol: float) -> float:

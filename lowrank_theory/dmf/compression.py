@@ -66,8 +66,8 @@ from ..core.precision import DTYPE, EPS
 from ..core.validation import check_int
 from .factorization import (
     GDResult,
-    _check_weights,
-    _rho_divergence,
+    check_schedule,
+    check_weights,
     end_to_end,
     gd_step,
     loss_and_gradients,
@@ -76,6 +76,7 @@ from .factorization import (
     validate_mask,
     validate_target,
 )
+from .spectra import rho_divergence
 
 __all__ = [
     "Compressed",
@@ -231,7 +232,7 @@ def subspaces_from_gradient(
         width: $k$ (None: decided numerically).
         min_gap: smallest acceptable ratio for the numerical decision.
     """
-    ws = _check_weights(weights0, square=True)
+    ws = check_weights(weights0, square=True)
     eps = _check_orthogonal_init(ws)
     d = ws[0].shape[0]
     g = validate_target(grad1, "grad1")
@@ -291,7 +292,7 @@ def invariant_subspaces(
         >>> sub.width, sub.m, sub.gap > 1e10
         (2, 6, True)
     """
-    ws = _check_weights(weights0, square=True)
+    ws = check_weights(weights0, square=True)
     phi = validate_target(target)
     d = ws[0].shape[0]
     if phi.shape != (d, d):
@@ -350,7 +351,7 @@ def compress_from_gradient(weights0, grad1, width: int, *, method="gradient") ->
     empty).
     """
     sub = subspaces_from_gradient(weights0, grad1, width, method=method)
-    ws = _check_weights(weights0, square=True)
+    ws = check_weights(weights0, square=True)
     small = tuple(sub.u1(l + 1).T @ ws[l] @ sub.v1(l + 1) for l in range(len(ws)))
     z = jnp.zeros((0, 0))
     return Compressed(small, sub.u1(len(ws)), sub.v1(1), z, z, 0.0, sub)
@@ -378,7 +379,7 @@ def compress(
         $\|\Phi-U_{L,1}\widetilde\Phi V_{1,1}^\top\|_F$.
     """
     sub = invariant_subspaces(weights0, target, rank, method=method, mask=mask)
-    ws = _check_weights(weights0, square=True)
+    ws = check_weights(weights0, square=True)
     phi = validate_target(target)
     big_l = len(ws)
     small = tuple(sub.u1(l + 1).T @ ws[l] @ sub.v1(l + 1) for l in range(big_l))
@@ -416,6 +417,30 @@ def _scan_small(ws, phic, res2, lr, lam, *, n_records, stride, want_small):
     return final, recs
 
 
+def _run_small(comp: Compressed, lr, weight_decay, steps: int, stride: int, record) -> GDResult:
+    """The k x k path of :func:`run_compressed` (full observation, gamma = 0): GD (9)."""
+    final, recs = _scan_small(
+        tuple(comp.weights),
+        comp.target_c,
+        comp.residual**2,
+        float(lr),
+        float(weight_decay),
+        n_records=steps // stride,
+        stride=stride,
+        want_small="weights" in record,
+    )
+    if not all(bool(jnp.all(jnp.isfinite(w))) for w in final):
+        raise FloatingPointError("compressed GD diverged: lower the learning rate")
+    out = {}
+    if "loss" in record:
+        out["loss"] = recs["loss"]
+    if "recovery" in record:
+        out["recovery"] = jnp.sqrt(recs["err2"] + comp.residual**2) / jnp.linalg.norm(comp.target)
+    if "weights" in record:
+        out["weights"] = recs["weights"]
+    return GDResult(final, out, np.arange(0, steps + 1, stride), {"path": "k x k"})
+
+
 def run_compressed(
     comp: Compressed,
     *,
@@ -445,41 +470,16 @@ def run_compressed(
         raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"learning rate must be finite and > 0, got {lr}")
-    steps = check_int(steps, "steps", lo=0)
-    stride = steps if record_every is None else check_int(record_every, "record_every", lo=1)
-    stride = max(stride, 1)
-    if steps % stride:
-        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({stride})")
-    eps = tuple(float(w[0, 0]) for w in comp.weights)
+    steps, stride = check_schedule(steps, record_every)
     if mask is None and gamma == 0.0:
         bad = [n for n in record if n not in ("loss", "recovery", "weights")]
         if bad:
             raise ValueError(f"the k x k path records loss, recovery, weights; not {bad}")
         if truth is not None or record_fn is not None:
             raise ValueError("truth and record_fn are only used on the dense path (mask/gamma)")
-        _rho_divergence(eps, lr, weight_decay, warn=True)
-        final, recs = _scan_small(
-            tuple(comp.weights),
-            comp.target_c,
-            comp.residual**2,
-            float(lr),
-            float(weight_decay),
-            n_records=steps // stride,
-            stride=stride,
-            want_small="weights" in record,
-        )
-        if not all(bool(jnp.all(jnp.isfinite(w))) for w in final):
-            raise FloatingPointError("compressed GD diverged: lower the learning rate")
-        out = {}
-        if "loss" in record:
-            out["loss"] = recs["loss"]
-        if "recovery" in record:
-            out["recovery"] = jnp.sqrt(recs["err2"] + comp.residual**2) / jnp.linalg.norm(
-                comp.target
-            )
-        if "weights" in record:
-            out["weights"] = recs["weights"]
-        return GDResult(final, out, np.arange(0, steps + 1, stride), {"path": "k x k"})
+        eps = tuple(float(w[0, 0]) for w in comp.weights)
+        rho_divergence(eps, lr, weight_decay, warn=True)
+        return _run_small(comp, lr, weight_decay, steps, stride, record)
     ws = (comp.v.T, *comp.weights, comp.u)
     n = len(ws)
     lrs = [gamma * lr] + [lr] * (n - 2) + [gamma * lr]

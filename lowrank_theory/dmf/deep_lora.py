@@ -68,12 +68,35 @@ import optax
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
-from ..core.linalg import numerical_rank as _linalg_numerical_rank
+from ..core.linalg import chain_product
 from ..core.precision import DTYPE
-from ..core.validation import as_matrix, check_int
+from ..core.validation import check_int
+from .spectra import RANK_FLOOR as RANK_FLOOR  # Fig. 7's absolute floor
+from .spectra import numerical_rank_fig7, rank_fig7_from_singular_values
 
-#: Fig. 7's absolute floor on singular values counted by :func:`numerical_rank`.
-RANK_FLOOR = 1e-8
+__all__ = [
+    "FLOAT32_EPS",
+    "RANK_FLOOR",
+    "Adapter",
+    "compress_factors",
+    "deep_lora_adapters",
+    "delta",
+    "dense_paths",
+    "full_width_adapters",
+    "get_path",
+    "lora_adapters",
+    "merge",
+    "n_trainable",
+    "narrow_adapters",
+    "numerical_rank",
+    "optimizer",
+    "orthogonal_factors",
+    "param_labels",
+    "rank_from_singular_values",
+    "set_path",
+    "train",
+]
+
 #: machine epsilon of the paper's float32 training (Fig. 7's $\epsilon$ reading by default).
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -110,7 +133,8 @@ Adapters = dict[str, Adapter]
 
 
 # ------------------------------------------------------------------------- pytree paths
-def _get(params: Params, path: str) -> Any:
+def get_path(params: Params, path: str) -> Any:
+    """The leaf of a nested-dict pytree at ``"a/b/c"`` (ValueError if there is none)."""
     node: Any = params
     for part in path.split("/"):
         if not isinstance(node, Mapping) or part not in node:
@@ -119,10 +143,12 @@ def _get(params: Params, path: str) -> Any:
     return node
 
 
-def _set(params: Params, path: str, value: Any) -> dict:
+def set_path(params: Params, path: str, value: Any) -> dict:
+    """A copy of ``params`` with the leaf at ``"a/b/c"`` replaced by ``value`` (the dicts on
+    the path are copied, everything else shared)."""
     head, _, rest = path.partition("/")
     out = dict(params)
-    out[head] = value if not rest else _set(params[head], rest, value)
+    out[head] = value if not rest else set_path(params[head], rest, value)
     return out
 
 
@@ -147,7 +173,7 @@ def _weights(params: Params, targets: Sequence[str]) -> dict[str, Array]:
         raise ValueError("targets must be a non-empty sequence of 'a/b' parameter paths")
     if len(set(targets)) != len(targets):
         raise ValueError(f"targets has duplicates: {list(targets)}")
-    return {t: _matrix(_get(params, t), f"params[{t!r}]") for t in targets}
+    return {t: _matrix(get_path(params, t), f"params[{t!r}]") for t in targets}
 
 
 def _matrix(x, name: str):
@@ -237,13 +263,6 @@ def orthogonal_factors(
     return [eps * _semi_orthogonal(k, dims[i + 1], dims[i]) for i, k in enumerate(keys)]
 
 
-def _chain(factors: Sequence[Array]) -> Array:
-    out = factors[0]
-    for f in factors[1:]:
-        out = f @ out
-    return out
-
-
 def compress_factors(
     factors: Sequence[Array], grad_first: Array, r: int, eps: float
 ) -> tuple[Array, Array]:
@@ -267,7 +286,7 @@ def compress_factors(
     span = jnp.concatenate([qt[:h].T, w1.T @ p[:, :h] / eps], axis=1)  # n x 2h
     v, _, _ = jnp.linalg.svd(span, full_matrices=False)
     v = v[:, :r]
-    u = _chain([v, *factors]) / eps ** len(factors)
+    u = chain_product([v, *factors]) / eps ** len(factors)
     return u, v
 
 
@@ -366,18 +385,18 @@ def deep_lora_adapters(
 # ------------------------------------------------------------------------- use
 def delta(adapter: Adapter) -> Array:
     r"""$\Delta W = s\,F_k\cdots F_1$ of one adapter."""
-    return adapter.scale * _chain(adapter.factors)
+    return adapter.scale * chain_product(adapter.factors)
 
 
 def merge(params: Params, adapters: Mapping[str, Adapter]) -> dict:
     r"""The adapted pytree: each target leaf $W_0$ replaced by $W_0+\Delta W$."""
     out = dict(params)
     for path, ad in adapters.items():
-        w0 = _get(params, path)
+        w0 = get_path(params, path)
         dw = delta(ad)
         if dw.shape != w0.shape:
             raise ValueError(f"adapter for {path!r} has shape {dw.shape}, weight has {w0.shape}")
-        out = _set(out, path, w0 + dw)
+        out = set_path(out, path, w0 + dw)
     return out
 
 
@@ -391,8 +410,8 @@ def numerical_rank(
 ) -> int:
     r"""Fig. 7's numerical rank: $\#\{i:\sigma_i>\max(10^{-8},\ d\,\sigma_1\,\epsilon)\}$, $d=\max(m,n)$.
 
-    Wraps :func:`lowrank_theory.core.linalg.numerical_rank` with
-    $\mathrm{rtol}=\max(\text{floor}/\sigma_1,\ d\,\epsilon)$.
+    :func:`lowrank_theory.dmf.spectra.numerical_rank_fig7` (the one implementation of the
+    caption's rule) with float32's $\epsilon$ by default.
 
     Args:
         delta_w: the adapter update $\Delta W$.
@@ -400,23 +419,15 @@ def numerical_rank(
             pass :data:`lowrank_theory.EPS` for the float64 reading.
         floor: the absolute threshold ($10^{-8}$).
     """
-    a = as_matrix(delta_w, "delta_w")
-    if not (machine_eps >= 0 and floor >= 0):
-        raise ValueError(f"machine_eps and floor must be >= 0, got {machine_eps}, {floor}")
-    s1 = float(jnp.linalg.norm(a, 2))
-    if s1 <= floor:
-        return 0
-    return _linalg_numerical_rank(a, rtol=max(floor / s1, max(a.shape) * machine_eps))
+    return numerical_rank_fig7(delta_w, machine_eps, floor)
 
 
 def rank_from_singular_values(
     s: np.ndarray, shape: tuple[int, int], machine_eps: float = FLOAT32_EPS
 ) -> int:
-    """:func:`numerical_rank` from precomputed singular values (host-side, for batched runs)."""
-    s = np.asarray(s)
-    if s.size == 0 or s[0] <= RANK_FLOOR:
-        return 0
-    return int(np.sum(s > max(RANK_FLOOR, max(shape) * s[0] * machine_eps)))
+    """:func:`numerical_rank` from precomputed singular values (host-side, for batched runs):
+    :func:`lowrank_theory.dmf.spectra.rank_fig7_from_singular_values` at float32's epsilon."""
+    return rank_fig7_from_singular_values(s, shape, machine_eps)
 
 
 # ------------------------------------------------------------------------- training

@@ -28,14 +28,22 @@ run as a jitted :func:`jax.lax.scan` over records with an inner :func:`jax.lax.f
 $\eta_l$ let the same engine run the compressed completion (11), whose outer factors move at
 $\gamma\eta$ (:mod:`lowrank_theory.dmf.compression`).
 
+How the masked residual of a step is computed (dense, native kernel, entries packed once per
+run) is not decided here: :func:`loss_and_gradients` asks
+:func:`~lowrank_theory.dmf.masked_products.step_path` which formulation to take and
+:func:`~lowrank_theory.dmf.masked_products.residual_products` for the products, and
+:func:`run_gd` hands its compiled loop (:func:`gd_scan`) what
+:func:`~lowrank_theory.dmf.masked_products.prepare_observed` returns. The recursion (6) and the
+Fig. 7 rank are in :mod:`lowrank_theory.dmf.spectra` (re-exported here under their earlier
+path).
+
 References: seed 004 (Yaras et al., *Compressible dynamics in deep overparameterized low-rank
-learning & adaptation*), eqs. (1)-(4), (10), (13)-(15), Fig. 7 caption.
+learning & adaptation*), eqs. (1)-(4), (10), (13)-(15).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,14 +55,23 @@ import numpy as np
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
-from ..core.precision import DTYPE, EPS
+from ..core.linalg import chain_product
+from ..core.precision import DTYPE
 from ..core.validation import as_matrix, check_int
-from . import masked_products as _native
+from . import masked_products
+from .spectra import check_scales, rho_divergence
+from .spectra import numerical_rank_fig7 as numerical_rank_fig7  # earlier releases' path
+from .spectra import rho_sequence as rho_sequence  # earlier releases' path
 
 __all__ = [
     "GDResult",
+    "check_schedule",
+    "check_weights",
+    "contracted_gradients",
     "end_to_end",
     "factorization_loss",
+    "gd_scan",
+    "gd_scan_traces",
     "gd_step",
     "loss_and_gradients",
     "lr_from_mean_loss",
@@ -76,15 +93,6 @@ RECORDABLE = ("loss", "recovery", "end_to_end", "weights", "singular_values")
 # ----------------------------------------------------------------------------------------------
 # initialisation, products, losses
 # ----------------------------------------------------------------------------------------------
-def _eps_list(eps, depth: int) -> tuple[float, ...]:
-    e = np.atleast_1d(np.asarray(eps, dtype=DTYPE))
-    if e.ndim != 1 or e.shape[0] not in (1, depth):
-        raise ValueError(f"eps must be a scalar or a sequence of {depth} per-layer scales")
-    if not np.all(np.isfinite(e)) or np.any(e <= 0):
-        raise ValueError(f"initialisation scales eps_l must be finite and > 0, got {e.tolist()}")
-    return tuple(float(x) for x in np.broadcast_to(e, (depth,)))
-
-
 def orthogonal_init(
     key: Array, shapes_or_d: int | Sequence[int], depth: int, eps: float | Sequence[float]
 ) -> tuple[Float[Array, "d_l d_lm1"], ...]:
@@ -119,7 +127,7 @@ def orthogonal_init(
         dims = [check_int(x, "shapes_or_d[i]", lo=1) for x in shapes_or_d]
         if len(dims) != depth + 1:
             raise ValueError(f"widths must list d_0..d_L ({depth + 1} ints), got {len(dims)}")
-    eps_l = _eps_list(eps, depth)
+    eps_l = check_scales(eps, depth)
     keys = jax.random.split(key, depth)
     out = []
     for l in range(depth):
@@ -133,11 +141,12 @@ def orthogonal_init(
 
 
 def end_to_end(weights: Sequence[ArrayLike]) -> Array:
-    r"""$f(\Theta) = W_L\cdots W_1$ for ``weights = (W_1, ..., W_L)``."""
-    out = jnp.asarray(weights[0])
-    for w in weights[1:]:
-        out = w @ out
-    return out
+    r"""$f(\Theta) = W_L\cdots W_1$ for ``weights = (W_1, ..., W_L)`` (a JAX array).
+
+    :func:`~lowrank_theory.core.linalg.chain_product` on the factors as JAX arrays (so NumPy
+    factors are multiplied by XLA too, as everywhere in GD).
+    """
+    return chain_product([jnp.asarray(w) for w in weights])
 
 
 def validate_target(target, name: str = "target") -> Array:
@@ -162,7 +171,13 @@ def validate_mask(mask, shape: tuple[int, int]) -> Array:
     return jnp.asarray(m)
 
 
-def _check_weights(weights, square: bool = False) -> tuple[Array, ...]:
+def check_weights(weights, square: bool = False) -> tuple[Array, ...]:
+    r"""The factors $(W_1,\dots,W_L)$ as finite float64 matrices whose product is defined.
+
+    Raises ValueError for no factor, a non-finite or non-matrix factor, a non-square one when
+    ``square`` (Theorem 2.1's setting), or shapes that do not chain
+    ($W_l\in\mathbb R^{d_l\times d_{l-1}}$).
+    """
     ws = tuple(as_matrix(w, f"weights[{i}]", square=square) for i, w in enumerate(weights))
     if not ws:
         raise ValueError("weights must hold at least one layer (depth >= 1)")
@@ -191,51 +206,12 @@ def lr_from_mean_loss(lr_mean: float, d_rows: int, d_cols: int | None = None) ->
 # ----------------------------------------------------------------------------------------------
 # one GD step (explicit reverse mode: 3(L-1) matrix products)
 # ----------------------------------------------------------------------------------------------
-def _thin(weights, mask) -> bool:
-    """Whether ``loss_and_gradients`` takes the masked low-rank products (a mask, depth >= 2, a last factor
-    narrower than tall, and the native kernel usable for it)."""
-    return (
-        mask is not None
-        and len(weights) >= 2
-        and weights[-1].shape[1] < weights[-1].shape[0]
-        and _native.native_applies(weights[-1].shape, weights[-1].dtype)
-    )
+def contracted_gradients(weights, target, mask, packed=None):
+    r"""Loss and gradients of a thin chain with small middle factors, by the small products first.
 
-
-def prepare_observed(weights, target, mask):
-    r"""What GD on this problem passes to :func:`gd_step` as ``packed``: the observed entries
-    packed once (:func:`~lowrank_theory.dmf.masked_products.pack_observed`) when the step takes the masked
-    low-rank products on the native kernel and at most ``PACKED_DENSE_ABOVE_FRACTION`` (70 %)
-    of the entries are observed (above, the dense formulation is as fast); else None. Needs a
-    concrete mask."""
-    if (
-        not _thin(weights, mask)
-        or isinstance(mask, jax.core.Tracer)
-        or isinstance(target, jax.core.Tracer)
-        or jax.default_backend() != "cpu"  # the kernel runs on CPU only
-    ):
-        return None
-    if float(np.mean(np.asarray(mask))) > _native.PACKED_DENSE_ABOVE_FRACTION:
-        return None
-    return _native.pack_observed(mask, target)
-
-
-def _residual_products(wl, p, mask, target, packed):
-    """(loss, E p^T, W_L^T E) of the thin step: from the entries packed once per run when given,
-    else from the mask (:func:`~lowrank_theory.dmf.masked_products.masked_lowrank_products`)."""
-    if packed is not None:
-        return _native.packed_products(wl, p, mask, target, packed)
-    return _native.masked_lowrank_products(wl, p, mask, target)
-
-
-def _small_middle(weights) -> bool:
-    """Whether the factors between the first and the last are all at most ``MAX_WIDTH`` on
-    each side (e.g. the 2r x 2r core of the compressed factorization (11))."""
-    return all(max(w.shape) <= _native.MAX_WIDTH for w in weights[1:-1])
-
-
-def _thin_grads(weights, target, mask, packed):
-    r"""``loss_and_gradients`` for a thin last factor and small middle factors, by the small products first.
+    The ``"thin-small"`` path of :func:`loss_and_gradients`
+    (:func:`~lowrank_theory.dmf.masked_products.step_path`): a mask, a thin last factor and
+    middle factors of at most ``MAX_WIDTH`` on each side.
 
     With $M = W_{L-1}\cdots W_2$ (small), $H = W_L^\top E$ and $C = H W_1^\top$:
     $\nabla_{W_L} = E (M W_1)^\top$ (the kernel's $G$), $\nabla_{W_1} = M^\top H$ and
@@ -254,7 +230,7 @@ def _thin_grads(weights, target, mask, packed):
         above.append(w if above[-1] is None else above[-1] @ w)
     m = below[-1]
     p = w1 if m is None else m @ w1
-    loss, g_last, h = _residual_products(wl, p, mask, target, packed)
+    loss, g_last, h = masked_products.residual_products(wl, p, mask, target, packed)
     grads = [h if m is None else m.T @ h]
     if mid:
         c = h @ w1.T  # W_L^T E W_1^T
@@ -269,18 +245,20 @@ def _thin_grads(weights, target, mask, packed):
 def loss_and_gradients(weights, target, mask, packed=None):
     r"""Loss and gradients of ½‖Ω⊙(W_{L:1} − Φ)‖² by prefix products and back-propagation.
 
+    The formulation is the one :func:`~lowrank_theory.dmf.masked_products.step_path` names.
     With a mask and a thin last factor ($W_L$ of width $k\le 32$, e.g. the compressed
     factorization (11)), the residual enters only through $\ell$, $E\,W_{L-1:1}^\top$ and
-    $W_L^\top E$: :func:`~lowrank_theory.dmf.masked_products.masked_lowrank_products` computes them on the
-    observed entries (native CPU kernel) or densely, with the same result to rounding;
-    ``packed`` (:func:`prepare_observed`) gives the kernel the observed entries packed once.
-    When the middle factors are small too, the chain is contracted in their coordinates
-    (:func:`_thin_grads`).
+    $W_L^\top E$: :func:`~lowrank_theory.dmf.masked_products.residual_products` computes them
+    on the observed entries (native CPU kernel) or densely, with the same result to rounding;
+    ``packed`` (:func:`~lowrank_theory.dmf.masked_products.prepare_observed`) gives the kernel
+    the observed entries packed once. When the middle factors are small too, the chain is
+    contracted in their coordinates (:func:`contracted_gradients`).
     """
     n = len(weights)
-    thin = _thin(weights, mask)
-    if thin and _small_middle(weights):
-        return _thin_grads(weights, target, mask, packed)
+    path = masked_products.step_path(weights, mask)
+    if path == "thin-small":
+        return contracted_gradients(weights, target, mask, packed)
+    thin = path == "thin"
     prefix = [None]  # prefix[l] = W_{l:1} (None = identity)
     p = weights[0]
     prefix.append(p)
@@ -289,7 +267,9 @@ def loss_and_gradients(weights, target, mask, packed=None):
         prefix.append(p)
     grads = [None] * n
     if thin:
-        loss, grads[n - 1], b = _residual_products(weights[-1], p, mask, target, packed)
+        loss, grads[n - 1], b = masked_products.residual_products(
+            weights[-1], p, mask, target, packed
+        )
         top = n - 2
     else:
         e = p - target
@@ -309,8 +289,9 @@ def loss_and_gradients(weights, target, mask, packed=None):
 def gd_step(weights, target, mask, lrs, decays, packed=None):
     r"""One step of (15) with per-layer rates ``lrs`` and decays ``decays``; returns (loss, new).
 
-    ``packed``: :func:`prepare_observed` of this ``target`` and ``mask`` (the kernel then reads
-    the values packed there, not ``target``); None: the mask is read every step."""
+    ``packed``: :func:`~lowrank_theory.dmf.masked_products.prepare_observed` of this ``target``
+    and ``mask`` (the kernel then reads the values packed there, not ``target``); None: the
+    mask is read every step."""
     loss, grads = loss_and_gradients(weights, target, mask, packed)
     new = tuple(
         (1.0 - lr * lam) * w - lr * g
@@ -342,10 +323,34 @@ def _record(names, weights, target, mask, truth, custom):
     return out
 
 
+_TRACES = [0]
+
+
+def gd_scan_traces() -> int:
+    """How many times :func:`gd_scan` has been traced (compiled) in this process.
+
+    For tests and benchmarks that check a compiled GD loop is reused (e.g. by runs on other
+    masks of the same size and density, whose packed entries share one padded capacity).
+    """
+    return _TRACES[0]
+
+
 @partial(jax.jit, static_argnames=("n_records", "stride", "names", "custom"))
-def _scan(
+def gd_scan(
     weights, target, mask, truth, lrs, decays, packed=None, *, n_records, stride, names, custom
 ):
+    r"""The compiled GD loop of :func:`run_gd`: ``n_records`` records ``stride`` steps apart.
+
+    A jitted :func:`jax.lax.scan` over records with an inner :func:`jax.lax.fori_loop` of
+    :func:`gd_step`; no input checks (:func:`run_gd` makes them). ``lrs``, ``decays``: per-layer
+    arrays; ``packed``: :func:`~lowrank_theory.dmf.masked_products.prepare_observed` of this
+    problem (or None); ``names``: sorted record names among ``RECORDABLE``; ``custom``: a
+    jit-able ``weights -> pytree`` or None. Returns (final weights, records with a leading axis
+    of ``n_records + 1``, the first at iteration 0). Vmappable over a batch of problems
+    (:func:`~lowrank_theory.dmf.completion.run_gd_batch`).
+    """
+    _TRACES[0] += 1
+
     def inner(_, ws):
         return gd_step(ws, target, mask, lrs, decays, packed)[1]
 
@@ -367,6 +372,31 @@ class GDResult:
     records: dict[str, Any]
     steps: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_schedule(steps: int, record_every: int | None) -> tuple[int, int]:
+    r"""``(steps, stride)`` of a GD run: ``steps`` $\ge 0$, records ``stride`` steps apart
+    (``record_every``, default ``steps``; at least 1), ``steps`` a multiple of it (else
+    ValueError)."""
+    steps = check_int(steps, "steps", lo=0)
+    stride = steps if record_every is None else check_int(record_every, "record_every", lo=1)
+    stride = max(stride, 1)
+    if steps % stride:
+        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({stride})")
+    return steps, stride
+
+
+def _per_layer_rates(lr, weight_decay, depth: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(rates, decays), one per layer, broadcast from scalars; checked finite and >= 0."""
+    lrs = tuple(float(x) for x in np.broadcast_to(np.asarray(lr, dtype=DTYPE), (depth,)))
+    decays = tuple(
+        float(x) for x in np.broadcast_to(np.asarray(weight_decay, dtype=DTYPE), (depth,))
+    )
+    if any(not (x >= 0 and math.isfinite(x)) for x in lrs) or not any(x > 0 for x in lrs):
+        raise ValueError(f"learning rates must be finite, >= 0 and not all zero, got {lrs}")
+    if any(not (x >= 0 and math.isfinite(x)) for x in decays):
+        raise ValueError(f"weight decay must be finite and >= 0, got {decays}")
+    return lrs, decays
 
 
 def run_gd(
@@ -406,26 +436,14 @@ def run_gd(
         ValueError: bad shapes, non-finite inputs, a bad mask, negative rates, or an unknown
         record name; FloatingPointError when the run diverges (non-finite iterate).
     """
-    ws = _check_weights(weights0)
+    ws = check_weights(weights0)
     target = validate_target(target)
     if target.shape != (ws[-1].shape[0], ws[0].shape[1]):
         raise ValueError(
             f"target shape {target.shape} != product shape {(ws[-1].shape[0], ws[0].shape[1])}"
         )
-    depth = len(ws)
-    lrs = tuple(float(x) for x in np.broadcast_to(np.asarray(lr, dtype=DTYPE), (depth,)))
-    decays = tuple(
-        float(x) for x in np.broadcast_to(np.asarray(weight_decay, dtype=DTYPE), (depth,))
-    )
-    if any(not (x >= 0 and math.isfinite(x)) for x in lrs) or not any(x > 0 for x in lrs):
-        raise ValueError(f"learning rates must be finite, >= 0 and not all zero, got {lrs}")
-    if any(not (x >= 0 and math.isfinite(x)) for x in decays):
-        raise ValueError(f"weight decay must be finite and >= 0, got {decays}")
-    steps = check_int(steps, "steps", lo=0)
-    stride = steps if record_every is None else check_int(record_every, "record_every", lo=1)
-    stride = max(stride, 1)
-    if steps % stride:
-        raise ValueError(f"steps ({steps}) must be a multiple of record_every ({stride})")
+    lrs, decays = _per_layer_rates(lr, weight_decay, len(ws))
+    steps, stride = check_schedule(steps, record_every)
     names = tuple(sorted(set(record)))
     bad = [n for n in names if n not in RECORDABLE]
     if bad:
@@ -434,14 +452,14 @@ def run_gd(
     tr = None if truth is None else validate_target(truth, "truth")
     if tr is not None and tr.shape != target.shape:
         raise ValueError(f"truth shape {tr.shape} != target shape {target.shape}")
-    final, recs = _scan(
+    final, recs = gd_scan(
         ws,
         target,
         m,
         tr,
         jnp.asarray(lrs),
         jnp.asarray(decays),
-        prepare_observed(ws, target, m),
+        masked_products.prepare_observed(ws, target, m),
         n_records=steps // stride,
         stride=stride,
         names=names,
@@ -454,6 +472,11 @@ def run_gd(
     return GDResult(final, recs, np.arange(0, steps + 1, stride))
 
 
+def _scales(ws) -> tuple[float, ...]:
+    """ε_l = ‖W_l‖_F/√d_l of square factors (the scale of a scaled orthogonal matrix)."""
+    return tuple(float(jnp.linalg.norm(w) / math.sqrt(w.shape[0])) for w in ws)
+
+
 def run_factorization(weights0, target, *, lr, steps, weight_decay=0.0, **kw) -> GDResult:
     r"""GD on the deep factorization loss (2); see :func:`run_gd` for the arguments.
 
@@ -461,10 +484,10 @@ def run_factorization(weights0, target, *, lr, steps, weight_decay=0.0, **kw) ->
     ($\eta(\lambda+\prod_{k\ne l}\epsilon_k^2)>2$), where Theorem 2.1's decomposition still holds
     algebraically but the iterates blow up.
     """
-    ws = _check_weights(weights0)
+    ws = check_weights(weights0)
     if all(w.shape[0] == w.shape[1] for w in ws):
         eps = _scales(ws)
-        _rho_divergence(eps, float(np.max(lr)), float(np.max(weight_decay)), warn=True)
+        rho_divergence(eps, float(np.max(lr)), float(np.max(weight_decay)), warn=True)
     return run_gd(ws, target, lr=lr, steps=steps, weight_decay=weight_decay, **kw)
 
 
@@ -490,86 +513,7 @@ def run_completion(
 
 
 # ----------------------------------------------------------------------------------------------
-# the rho recursion (6)
-# ----------------------------------------------------------------------------------------------
-def _scales(ws) -> tuple[float, ...]:
-    """ε_l = ‖W_l‖_F/√d_l of square factors (the scale of a scaled orthogonal matrix)."""
-    return tuple(float(jnp.linalg.norm(w) / math.sqrt(w.shape[0])) for w in ws)
-
-
-def _rho_divergence(eps, lr, weight_decay, warn=False) -> float:
-    r"""$\max_l \eta(\lambda+\prod_{k\ne l}\epsilon_k^2)$; >2 means (6) diverges."""
-    eps = np.asarray(eps, dtype=DTYPE)
-    prods = np.array([np.prod(np.delete(eps, l) ** 2) for l in range(eps.shape[0])])
-    worst = float(lr * (weight_decay + prods.max()))
-    if warn and worst > 2.0:
-        warnings.warn(
-            f"eta*(lambda + prod_(k!=l) eps_k^2) = {worst:.3g} > 2: the rho recursion (6) "
-            "diverges, so the invariant directions blow up (Theorem 2.1 still holds algebraically)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return worst
-
-
-def rho_sequence(
-    eps: float | Sequence[float],
-    lr: float,
-    weight_decay: float,
-    steps: int,
-    depth: int | None = None,
-) -> Float[np.ndarray, "T1 L"]:
-    r"""The invariant singular values $\rho_l(t)$ of Theorem 2.1, recursion (6).
-
-    $$\rho_l(t) = \rho_l(t-1)\Big(1-\eta\lambda-\eta\prod_{k\ne l}\rho_k^2(t-1)\Big),\qquad
-    \rho_l(0)=\epsilon_l.$$
-
-    For $L=1$ the empty product is 1. The recursion is bounded iff
-    $\eta(\lambda+\prod_{k\ne l}\epsilon_k^2)\le 2$ for every $l$ (then each factor lies in
-    $[-1,1]$ and stays there as the $|\rho_k|$ decrease); beyond that the $\rho_l$ oscillate
-    with growing amplitude, and this function raises.
-
-    Args:
-        eps: $\epsilon_l>0$, a scalar (needs ``depth``) or one per layer.
-        lr: $\eta>0$.
-        weight_decay: $\lambda\ge 0$.
-        steps: $T$; rows $t=0..T$ are returned.
-        depth: $L$ when ``eps`` is a scalar.
-
-    Returns:
-        array of shape $(T+1, L)$.
-
-    Examples:
-        >>> from lowrank_theory.dmf.factorization import rho_sequence
-        >>> rho_sequence(0.5, 0.1, 0.0, 2, depth=2).round(6).tolist()
-        [[0.5, 0.5], [0.4875, 0.4875], [0.475914, 0.475914]]
-    """
-    if depth is None:
-        depth = int(np.size(eps))
-    depth = check_int(depth, "depth", lo=1)
-    e = np.array(_eps_list(eps, depth))
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"learning rate must be finite and > 0, got {lr}")
-    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
-        raise ValueError(f"weight decay must be finite and >= 0, got {weight_decay}")
-    steps = check_int(steps, "steps", lo=0)
-    worst = _rho_divergence(e, lr, weight_decay)
-    if worst > 2.0:
-        raise ValueError(
-            f"the rho recursion (6) diverges: eta*(lambda + prod_(k!=l) eps_k^2) = {worst:.4g} "
-            "> 2; lower the learning rate eta"
-        )
-    out = np.empty((steps + 1, depth))
-    out[0] = e
-    for t in range(1, steps + 1):
-        r = out[t - 1]
-        p = np.array([np.prod(np.delete(r, l) ** 2) for l in range(depth)])
-        out[t] = r * (1.0 - lr * weight_decay - lr * p)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# nonlinear factorization (13) and numerical rank (Fig. 7)
+# nonlinear factorization (13)
 # ----------------------------------------------------------------------------------------------
 def nonlinear_factorization(weights, activation=jax.nn.relu) -> Array:
     r"""$f(\Theta) = W_L\,\sigma(W_{L-1}\cdots\sigma(W_2\,\sigma(W_1)))$, eq. (13)."""
@@ -587,7 +531,7 @@ def nonlinear_gradient(
     For $L=3$, layer 2 this is $[h(W_2\sigma(W_1))\odot(W_3^\top E)]\,\sigma(W_1)^\top$ (Section
     5), computed by autodiff (``layer`` is 1-indexed).
     """
-    ws = _check_weights(weights)
+    ws = check_weights(weights)
     target = validate_target(target)
     layer = check_int(layer, "layer", lo=1, hi=len(ws))
 
@@ -598,14 +542,3 @@ def nonlinear_gradient(
         return 0.5 * jnp.sum(e * e)
 
     return jax.grad(loss)(ws[layer - 1])
-
-
-def numerical_rank_fig7(a: Float[ArrayLike, "m n"]) -> int:
-    r"""Numerical rank as in Fig. 7's caption: $\#\{i: \sigma_i>\max(10^{-8}, d\,\sigma_1\varepsilon)\}$.
-
-    $d=\max(m,n)$ and $\varepsilon$ the float64 machine epsilon.
-    """
-    a = as_matrix(a, "a")
-    s = np.asarray(jnp.linalg.svd(a, compute_uv=False))
-    tau = max(1e-8, max(a.shape) * s[0] * EPS)
-    return int(np.sum(s > tau))

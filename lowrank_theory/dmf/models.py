@@ -34,6 +34,20 @@ from ..core.precision import DTYPE
 from ..core.validation import check_int
 from . import deep_lora as dl
 
+__all__ = [
+    "METHODS",
+    "Task",
+    "cross_entropy",
+    "digits_task",
+    "few_shot",
+    "get_task",
+    "mlp_apply",
+    "mlp_init",
+    "mse",
+    "run_seeds",
+    "teacher_task",
+]
+
 
 # ------------------------------------------------------------------------- model
 def mlp_init(key, sizes: Sequence[int]) -> dict:
@@ -170,13 +184,13 @@ def teacher_task(
     targets = ("layer0/w", "layer1/w")
     shifted = params
     for i, t in enumerate(targets):
-        w = dl._get(params, t)
+        w = dl.get_path(params, t)
         m, n = w.shape
         a = jax.random.normal(keys[1 + 2 * i], (m, true_rank), DTYPE)
         b = jax.random.normal(keys[2 + 2 * i], (true_rank, n), DTYPE)
         dw = a @ b
         dw = shift * dw / jnp.linalg.norm(dw, 2)
-        shifted = dl._set(shifted, t, w + dw)
+        shifted = dl.set_path(shifted, t, w + dw)
     x = jax.random.normal(keys[5], (pool + val, d_in), DTYPE)
     y = mlp_apply(shifted, x)[:, 0]
     y = y + noise * jnp.std(y) * jax.random.normal(keys[6], y.shape, DTYPE)
@@ -321,7 +335,7 @@ def few_shot(
     out = _SEED_FNS[ck](keys, jnp.asarray(lr, DTYPE))
     out = jax.tree_util.tree_map(np.asarray, out)
     out["svals"] = {p: np.linalg.svd(d, compute_uv=False) for p, d in out.pop("deltas").items()}
-    shapes = {p: tuple(dl._get(task.params, p).shape) for p in task.targets}
+    shapes = {p: tuple(dl.get_path(task.params, p).shape) for p in task.targets}
     out["ranks"] = {
         p: np.array([dl.rank_from_singular_values(s, shapes[p]) for s in sv])
         for p, sv in out["svals"].items()

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
-from scipy import stats
 
+from ...core.stats import ci95
 from ...dmf import models
 from ..base import CheckResult, Claim, compare, register
 
@@ -35,16 +35,6 @@ STEPS = 400
 #: per task and method: the rates selected by experiments/fig_deep_lora.py (best mean validation
 #: metric at n = 256 over {3e-3, 1e-2, 3e-2}, as Appendix B tuned per method)
 LR = {"digits": {"lora": 1e-2, "deep": 3e-2}, "teacher": {"lora": 3e-3, "deep": 3e-3}}
-
-
-def ci95(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean and two-sided 95 % Student-t interval of the mean of ``x`` (n >= 2)."""
-    x = np.asarray(x, dtype=float)
-    m = float(x.mean())
-    if x.size < 2:
-        return m, -np.inf, np.inf
-    hw = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-    return m, m - hw, m + hw
 
 
 def _seeds(p: dict[str, Any]) -> list[int]:

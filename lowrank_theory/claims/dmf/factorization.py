@@ -1,4 +1,12 @@
-r"""Claims of seed 004 (compressible dynamics), Sections 2-3 and 5, Appendix E: ``dmf.*``.
+r"""Claims of seed 004 on deep matrix factorization (Theorem 2.1, Lemmas E.1-E.2, low-rank bias).
+
+``dmf.theorem21.block_form``, ``dmf.theorem21.rho``, ``dmf.lemmaE1.identities``,
+``dmf.lowrank_bias`` and ``dmf.lemmaE2.sandwich`` (with its ``[corrected]`` and ``[L>=2]``
+readings); their maths is in :mod:`lowrank_theory.dmf.factorization` (GD (15)),
+:mod:`lowrank_theory.dmf.compression` (the invariant subspaces) and
+:mod:`lowrank_theory.dmf.spectra` (the recursion (6)). The instances of Theorem 2.1
+(:func:`theorem_params`, :func:`build_theorem`) are shared with
+:mod:`lowrank_theory.claims.dmf.compression`.
 
 Instances are drawn by structure and built from ``jax.random.key(seed)`` so that Theorem 2.1's
 assumptions hold by construction:
@@ -17,26 +25,18 @@ the details report the residual at $t = 0, T/2, T$ so the growth with $t$ is vis
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
-from ...core.linalg import random_with_spectrum
+from ...core.linalg import numerical_rank, random_with_spectrum
 from ...core.precision import tolerance
-from ...dmf.compression import compress, invariant_subspaces, run_compressed
-from ...dmf.factorization import (
-    end_to_end,
-    nonlinear_gradient,
-    orthogonal_init,
-    rho_sequence,
-    run_completion,
-    run_factorization,
-)
+from ...dmf.compression import invariant_subspaces
+from ...dmf.factorization import orthogonal_init, run_factorization
+from ...dmf.spectra import rho_sequence
 from ..base import CheckResult, Claim, combine, compare, register
 
 SRC = "004, "
@@ -74,7 +74,7 @@ def _trajectory(pkey) -> dict[str, Any]:
     ws = orthogonal_init(k1, d, depth, list(p["eps"]))
     spec = np.linspace(1.0, 0.5, p["rstar"])
     phi = random_with_spectrum(k2, d, d, spec)
-    assert d - 2 * r > 0 and np.linalg.matrix_rank(np.asarray(phi)) == p["rstar"] <= r
+    assert d - 2 * r > 0 and numerical_rank(phi) == p["rstar"] <= r
     lr = p["lr_frac"] * 0.5 / depth
     rho = rho_sequence(list(p["eps"]), lr, p["lam"], p["T"])
     res = run_factorization(
@@ -105,7 +105,8 @@ def build_theorem(p: dict[str, Any]) -> dict[str, Any]:
     return inst
 
 
-def _series(res: list[float], t_max: int) -> dict[str, float]:
+def residual_series(res: list[float], t_max: int) -> dict[str, float]:
+    """The residuals at $t = 0, T/2, T$ (for the details of a check)."""
     return {"resid_t0": res[0], "resid_tmid": res[t_max // 2], "resid_tT": res[t_max]}
 
 
@@ -142,7 +143,7 @@ def check_block_form(inst) -> CheckResult:
         width=k,
         m=sub.m,
         gap=sub.gap,
-        **_series(per_t, p["T"]),
+        **residual_series(per_t, p["T"]),
     )
 
 
@@ -163,7 +164,7 @@ def check_rho(inst) -> CheckResult:
         inst["tol"],
         scale=max(p["eps"]),
         rho_T=rho[-1].tolist(),
-        **_series(err, p["T"]),
+        **residual_series(err, p["T"]),
     )
 
 
@@ -201,7 +202,7 @@ def check_lemma_e1(inst) -> CheckResult:
         inst["tol"],
         scale=inst["scale"],
         **{f"max_{n}": worst[n] for n in names},
-        **_series(per_t, p["T"]),
+        **residual_series(per_t, p["T"]),
     )
 
 
@@ -229,76 +230,6 @@ def check_lowrank_bias(inst) -> CheckResult:
         out.holds,
         float(max(ratios)) if ratios else out.tightness,
         out.details,
-    )
-
-
-def check_construction(inst) -> CheckResult:
-    r"""Factors from $G_1=\nabla_{W_1}\ell(\Theta(0))$ (Section 2.3) satisfy (16)-(18) for all $t$."""
-    p = inst["params"]
-    sub = invariant_subspaces(inst["w0"], inst["phi"], p["r"], method="gradient")
-    rho = inst["rho"]
-    per_t = []
-    for t, ws in enumerate(inst["traj"]):
-        e = 0.0
-        for l in range(p["L"]):
-            u1, u2 = np.asarray(sub.u1(l + 1)), np.asarray(sub.u2(l + 1))
-            v1, v2 = np.asarray(sub.v1(l + 1)), np.asarray(sub.v2(l + 1))
-            e = max(
-                e,
-                np.abs(ws[l] @ v2 - rho[t, l] * u2).max(initial=0.0),  # (16)
-                np.abs(ws[l].T @ u2 - rho[t, l] * v2).max(initial=0.0),  # (16)
-                np.abs(u1.T @ ws[l] @ v2).max(initial=0.0),  # (17)
-                np.abs(u2.T @ ws[l] @ v1).max(initial=0.0),  # (18)
-            )
-        per_t.append(float(e))
-    return compare(
-        max(per_t),
-        0.0,
-        "==",
-        inst["tol"],
-        scale=inst["scale"],
-        gap=sub.gap,
-        **_series(per_t, p["T"]),
-    )
-
-
-def check_prop22(inst) -> CheckResult:
-    r"""$\|f(\Theta(t))-f_C(\widetilde\Theta(t))\|_F \le (m\prod_l\epsilon_l^2)^{1/2}$ for all $t$.
-
-    Compared in norm (not squared) so the rounding tolerance is on the scale of $f$; the
-    details report the identity $\|f-f_C\|_F^2 = m\prod_l\rho_l(t)^2$ from the proof.
-    """
-    p = inst["params"]
-    comp = compress(inst["w0"], inst["phi"], p["r"])
-    rc = run_compressed(
-        comp,
-        lr=inst["lr"],
-        steps=p["T"],
-        weight_decay=p["lam"],
-        record_every=1,
-        record=("weights",),
-    )
-    m = p["d"] - 2 * p["r"]
-    rhs = math.sqrt(m * float(np.prod(np.asarray(p["eps"]) ** 2)))
-    diffs, ident = [], []
-    for t, ws in enumerate(inst["traj"]):
-        f = np.asarray(end_to_end(list(ws)))
-        fc = np.asarray(comp.end_to_end([rc.records["weights"][l][t] for l in range(p["L"])]))
-        dn = float(np.linalg.norm(f - fc))
-        diffs.append(dn)
-        ident.append(abs(dn - math.sqrt(m) * abs(float(np.prod(inst["rho"][t])))))
-    # the same rounding budget as the identities: the measured |diff - sqrt(m) prod rho| is
-    # ~1e-17 over 2000 steps (no amplification seen), far below this tolerance
-    tol = inst["tol"]
-    return compare(
-        max(diffs),
-        rhs,
-        "<=",
-        tol,
-        identity_resid=max(ident),
-        diff_t0=diffs[0],
-        diff_tT=diffs[-1],
-        m=m,
     )
 
 
@@ -360,38 +291,6 @@ register(
         params=theorem_params,
         build=build_theorem,
         check=check_lowrank_bias,
-        test_examples=4,
-    )
-)
-
-register(
-    Claim(
-        id="dmf.construction",
-        source=SRC + "Section 2.3 recipe; proof of Theorem 2.1, (16)-(18)",
-        statement=r"\mathcal S=\mathcal N(G_1)\cap\mathcal N(G_1^\top W_1(0)),\ U_l=W_l(0)V_l/\epsilon_l\ \Rightarrow\ (16)\text{-}(18)\ \forall t",
-        convention=r"$G_1=\nabla_{W_1}\ell(\Theta(0))$ including its $\prod_{l\ge2}\epsilon_l^2W_1(0)$ term; "
-        r"$V_{1,2}$ = the $m$ smallest right singular vectors of $[G_1;G_1^\top W_1(0)]$ with "
-        r"$k=2r$ given (second block divided by $\\epsilon_1$, same nullspace). Drawn for small $\epsilon_l\in\{10^{-3},10^{-2}\}$, the recipe's regime; at "
-        r"$\epsilon_l\approx1$ the cluster $\prod_{l\ge2}\epsilon_l^2\,\epsilon_1\sqrt{1+\epsilon_1^2}$ "
-        r"is not below the signal ($\\sigma_{r^\\star}(\\Phi)/\\prod_l\\epsilon_l$ apart) and the "
-        r"recipe picks wrong directions (tested as an edge).",
-        params=lambda: theorem_params(eps_choices=(1e-3, 1e-2)),
-        build=build_theorem,
-        check=check_construction,
-        test_examples=4,
-    )
-)
-
-register(
-    Claim(
-        id="dmf.prop22.compression_error",
-        source=SRC + "Proposition 2.2",
-        statement=r"\|f(\Theta(t))-f_C(\widetilde\Theta(t),U_{L,1},V_{1,1})\|_F^2\le m\prod_l\epsilon_l^2\ \forall t",
-        convention=r"Compressed GD (9) on the same $\eta$, $\lambda$ (weight decay on $\widetilde W_l$), "
-        r"in $2r\times2r$ coordinates; compared in norm. Tight at $t=0$ (equality), so tightness is 1.",
-        params=theorem_params,
-        build=build_theorem,
-        check=check_prop22,
         test_examples=4,
     )
 )
@@ -498,176 +397,5 @@ register(
         build=build_sandwich,
         check=check_sandwich,
         test_examples=20,
-    )
-)
-
-
-# ------------------------------------------------------------------------------------------
-# empirical: completion tracking (Section 3, Fig. 5) and nonlinear gradient gap (Fig. 9)
-# ------------------------------------------------------------------------------------------
-@st.composite
-def completion_params(draw):
-    return {
-        "d": draw(st.sampled_from([40, 60])),
-        "rstar": draw(st.sampled_from([1, 2])),
-        "frac": draw(st.sampled_from([0.4, 0.6])),
-        "seed": draw(st.integers(0, 2**31 - 1)),
-    }
-
-
-def build_completion(p):
-    d, rs = p["d"], p["rstar"]
-    k = jax.random.split(jax.random.key(p["seed"]), 3)
-    phi = random_with_spectrum(k[0], d, d, np.ones(rs))  # unit singular values
-    mask = jax.random.uniform(k[1], (d, d)) < p["frac"]
-    ws = orthogonal_init(k[2], d, 3, 1e-2)
-    target = jnp.where(mask, phi, 0.0)
-    return {"p": p, "phi": phi, "mask": mask, "ws": ws, "target": target}
-
-
-def check_tracking(inst) -> CheckResult:
-    r"""Compressed completion with $\gamma=0.01$ ends closer to the full-width end point than
-    $\gamma=0$ and with less than half its recovery error (the $\gamma=0$ run stalls)."""
-    p, phi, mask, ws, target = (inst[k] for k in ("p", "phi", "mask", "ws", "target"))
-    lr, steps = 0.3 / p["frac"], 1500
-    full = run_completion(
-        ws, target, mask, lr=lr, steps=steps, truth=phi, record=("recovery", "end_to_end")
-    )
-    comp = compress(ws, target, p["rstar"], mask=mask)
-    outs = {}
-    for g in (0.0, 0.01):
-        rc = run_compressed(
-            comp,
-            lr=lr,
-            steps=steps,
-            gamma=g,
-            mask=mask,
-            truth=phi,
-            record=("recovery", "end_to_end"),
-        )
-        outs[g] = (
-            float(rc.records["recovery"][-1]),
-            float(
-                jnp.linalg.norm(rc.records["end_to_end"][-1] - full.records["end_to_end"][-1])
-                / jnp.linalg.norm(phi)
-            ),
-        )
-    rec_full = float(full.records["recovery"][-1])
-    rec_g, dist_g = outs[0.01]
-    rec_0, dist_0 = outs[0.0]
-    holds = dist_g < dist_0 and rec_g < 0.5 * rec_0
-    return CheckResult(
-        dist_g,
-        dist_0,
-        "<=",
-        0.0,
-        bool(holds),
-        dist_g / dist_0 if dist_0 > 0 else math.inf,
-        {
-            "recovery_full": rec_full,
-            "recovery_gamma0.01": rec_g,
-            "recovery_gamma0": rec_0,
-            "dist_to_full_gamma0.01": dist_g,
-            "dist_to_full_gamma0": dist_0,
-            "steps": steps,
-            "lr": lr,
-        },
-    )
-
-
-register(
-    Claim(
-        id="dmf.completion.tracking",
-        source=SRC + "Section 3, eq. (11), Fig. 5",
-        statement=r"\text{compressed (11) with }\gamma>0\text{ tracks the full-width trajectory; }\gamma=0\text{ does not}",
-        convention=r"$L=3$, $\epsilon=10^{-2}$, $d\in\{40,60\}$, $r=r^\star\in\{1,2\}$, 40-60% observed, "
-        r"$\|\Phi\|_2=1$, 1500 GD steps at $\eta=0.3/p$ (sum loss); 'tracks' read as: the "
-        r"$\gamma=0.01$ end point is closer to the full-width end point than the $\gamma=0$ one and "
-        r"its recovery error is less than half of $\gamma=0$'s.",
-        params=completion_params,
-        build=build_completion,
-        check=check_tracking,
-        expected="empirical",
-        test_examples=1,
-        slow=False,
-    )
-)
-
-
-@st.composite
-def nonlinear_params(draw):
-    return {
-        "d": draw(st.sampled_from([400, 1000])),
-        "rstar": draw(st.sampled_from([2, 3, 5])),
-        "seed": draw(st.integers(0, 2**31 - 1)),
-    }
-
-
-def build_nonlinear(p):
-    k = jax.random.split(jax.random.key(p["seed"]))
-    ws = orthogonal_init(k[0], p["d"], 3, 1e-3)
-    phi = random_with_spectrum(k[1], p["d"], p["d"], np.ones(p["rstar"]))
-    return {"p": p, "ws": ws, "phi": phi}
-
-
-def check_gradient_gap(inst, extra: int = 0) -> CheckResult:
-    r"""$\sigma_{j}/\sigma_{j+1}\ge 2$ for $\nabla_{W_2}\ell$ at init, $j=r^\star+$ ``extra``."""
-    p = inst["p"]
-    g = nonlinear_gradient(inst["ws"], inst["phi"], layer=2)
-    s = np.asarray(jnp.linalg.svd(g, compute_uv=False))
-    j = p["rstar"] + extra
-    gap = float(s[j - 1] / s[j])
-    return CheckResult(
-        gap,
-        2.0,
-        ">=",
-        0.0,
-        gap >= 2.0,
-        2.0 / gap,
-        {
-            "gap_at_rstar": float(s[p["rstar"] - 1] / s[p["rstar"]]),
-            "gap_at_rstar_plus_1": float(s[p["rstar"]] / s[p["rstar"] + 1]),
-            "top_over_s1": (s[: p["rstar"] + 3] / s[0]).tolist(),
-        },
-    )
-
-
-NONLIN_CONV = (
-    r"ReLU, $L=3$, $\epsilon_l=10^{-3}$, $d\in\{400,1000\}$, $\Phi$ Haar with $r^\star$ unit "
-    r"singular values; 'separate' read as a ratio $\ge2$ of consecutive singular values."
-)
-
-register(
-    Claim(
-        id="dmf.nonlinear.gradient_gap",
-        source=SRC + "Section 5, eq. (13), Fig. 9",
-        statement=r"\text{the top }r^\star\text{ singular values of }\nabla_{W_2}\ell\text{ separate at small init}",
-        convention=NONLIN_CONV + r" Checked: $\sigma_{r^\star}/\sigma_{r^\star+1}\ge2$.",
-        params=nonlinear_params,
-        build=build_nonlinear,
-        check=check_gradient_gap,
-        expected="fails",
-        counterexample={"d": 400, "rstar": 2, "seed": 0},
-        corrected=r"$r^\star+1$ values separate, not $r^\star$: $\sigma(W_1)=\mathrm{ReLU}(W_1)$ has a "
-        r"rank-one mean part $\approx0.4\epsilon\sqrt d\,\mathbf 1\mathbf 1^\top/\sqrt d$ much larger "
-        r"than its centred part, which adds one outlier (the largest) to the $r^\star$ from "
-        r"$W_3^\top\Phi$. Smallest counterexample found: $d=400$, $r^\star=2$, seed 0: "
-        r"$\sigma_2/\sigma_3=1.79$; at $d=1000$, $r^\star=5$: $\sigma_5/\sigma_6=1.6$, "
-        r"$\sigma_6/\sigma_7=3.7$.",
-        test_examples=1,
-    )
-)
-
-register(
-    Claim(
-        id="dmf.nonlinear.gradient_gap[corrected]",
-        source=SRC + "Section 5, Fig. 9, corrected count",
-        statement=r"\sigma_{r^\star+1}(\nabla_{W_2}\ell)/\sigma_{r^\star+2}(\nabla_{W_2}\ell)\ge2\text{ at small init}",
-        convention=NONLIN_CONV,
-        params=nonlinear_params,
-        build=build_nonlinear,
-        check=lambda inst: check_gradient_gap(inst, extra=1),
-        expected="empirical",
-        test_examples=1,
     )
 )
