@@ -33,48 +33,44 @@ import importlib.metadata as _metadata
 from .core.precision import DTYPE as DTYPE, EPS as EPS, tolerance as tolerance
 from .core import linalg as linalg
 
-# --- seed 000: expressive power of LoRA ---------------------------------------------------
-from .lora.linear import (
+# --- seed 000: expressive power of LoRA (Lemma 1, Lemma 9, Theorem 5), low-rank transfer --
+from .lora import (
+    estimate_shift as estimate_shift,
+    finetune_first_layer as finetune_first_layer,
     linear_adapters as linear_adapters,
     linear_min_error as linear_min_error,
     lora_product as lora_product,
     min_lora_rank as min_lora_rank,
+    reduced_rank_fit as reduced_rank_fit,
+    relu_adapters as relu_adapters,
+    relu_fnn as relu_fnn,
+    rowspace_from_stein as rowspace_from_stein,
+    shift_from_rowspace as shift_from_rowspace,
+    stein_matrix as stein_matrix,
+    theorem5_bound as theorem5_bound,
+    theorem5_construction as theorem5_construction,
+    train_lora as train_lora,
+    transfer_forward as transfer_forward,
+    uniform_partition as uniform_partition,
 )
 
 # --- seed 002: S²FT vs LoRA in deep linear networks ------------------------------------------
-from .s2ft.solutions import (
+from .s2ft.builders import build_instance as build_instance
+from .s2ft.instance import (
     DeepLinearInstance as DeepLinearInstance,
+    sample as sample,
+    sparsity_level as sparsity_level,
+)
+from .s2ft.solutions import (
     FineTuned as FineTuned,
-    build_instance as build_instance,
     channel_selector as channel_selector,
     excess_risk as excess_risk,
     full_ft as full_ft,
     min_norm_lora as min_norm_lora,
     min_norm_s2ft as min_norm_s2ft,
-    sample as sample,
-    sparsity_level as sparsity_level,
 )
 from .s2ft import bounds as sparse_ft_bounds  # noqa: F401  (public name of earlier releases)
 from .s2ft.dynamics import gd_lora as gd_lora, gd_s2ft as gd_s2ft
-
-# --- seed 000: LoRA for ReLU networks (Lemma 9, Theorem 5) and low-rank transfer -----------
-from .lora.relu import (
-    relu_adapters as relu_adapters,
-    relu_fnn as relu_fnn,
-    theorem5_bound as theorem5_bound,
-    theorem5_construction as theorem5_construction,
-    train_lora as train_lora,
-    uniform_partition as uniform_partition,
-)
-from .lora.transfer import (
-    estimate_shift as estimate_shift,
-    finetune_first_layer as finetune_first_layer,
-    reduced_rank_fit as reduced_rank_fit,
-    rowspace_from_stein as rowspace_from_stein,
-    shift_from_rowspace as shift_from_rowspace,
-    stein_matrix as stein_matrix,
-    transfer_forward as transfer_forward,
-)
 
 # --- seed 004: compressible dynamics (deep matrix factorization / completion) -------------
 from .dmf import (
@@ -100,13 +96,12 @@ from .dmf.masked_products import (
 from .dmf.factorization import (
     end_to_end as end_to_end,
     nonlinear_gradient as nonlinear_gradient,
-    numerical_rank_fig7 as numerical_rank_fig7,
     orthogonal_init as orthogonal_init,
-    rho_sequence as rho_sequence,
     run_completion as run_completion,
     run_factorization as run_factorization,
     run_gd as run_gd,
 )
+from .dmf.spectra import numerical_rank_fig7 as numerical_rank_fig7, rho_sequence as rho_sequence
 
 # --- seed 004, Section 4: Deep LoRA --------------------------------------------------------
 from .dmf import deep_lora as deep_lora

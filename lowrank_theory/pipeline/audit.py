@@ -29,7 +29,7 @@ import hypothesis
 from hypothesis import HealthCheck, Phase
 
 from ..claims import Claim, all_claims
-from ..claims.base import CheckResult, _jsonable
+from ..claims.base import CheckResult, to_jsonable
 
 
 @dataclass
@@ -57,7 +57,7 @@ class ClaimReport:
         return self.status not in (self.expected, "empirical") or self.status == "error"
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: _jsonable(v) for k, v in self.__dict__.items()}
+        d = {k: to_jsonable(v) for k, v in self.__dict__.items()}
         d["unexpected"] = self.unexpected
         return d
 
@@ -76,7 +76,7 @@ def _settings(examples: int, phases: list[Phase]) -> hypothesis.settings:
 
 
 def _instance_record(params: dict[str, Any], r: CheckResult) -> dict[str, Any]:
-    return {"params": _jsonable(dict(params)), **r.as_dict()}
+    return {"params": to_jsonable(dict(params)), **r.as_dict()}
 
 
 def run_claim(claim: Claim, examples: int = 50, seed: int = 0) -> ClaimReport:
@@ -223,23 +223,21 @@ def load_json(path: str | Path) -> tuple[list[ClaimReport], dict[str, Any]]:
     return reports, (rows[0].get("meta", {}) if rows else {})
 
 
-def update_readme(reports: list[ClaimReport], path: str | Path, examples: int, seed: int) -> None:
-    """Replaces the block between ``<!-- audit:start -->`` and ``<!-- audit:end -->``."""
-    from .records import atomic_write_text
+def update_docs(reports: list[ClaimReport], path: str | Path, examples: int, seed: int) -> None:
+    """Writes the audit table and the counterexamples into the ``audit`` block of ``path``.
 
-    path = Path(path)
-    text = path.read_text()
-    start, end = "<!-- audit:start -->", "<!-- audit:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"{path} has no {start} ... {end} block")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
+    ``path`` is a Markdown page (``docs/audit.md``) holding ``<!-- audit:start -->`` and
+    ``<!-- audit:end -->``; :func:`lowrank_theory.pipeline.docs.write_block` replaces what lies
+    between them. ``examples`` and ``seed`` name the command that produced ``reports``.
+    """
+    from .docs import write_block
+
     body = (
-        f"\n`python -m lowrank_theory audit --examples {examples} --seed {seed}`:\n\n"
+        f"`python -m lowrank_theory audit --examples {examples} --seed {seed}`:\n\n"
         + format_table(reports)
         + "\n"
     )
     ce = format_counterexamples(reports)
     if ce:
         body += "\nStatements false as written (smallest counterexample found):\n\n" + ce + "\n"
-    atomic_write_text(path, head + start + body + end + tail)
+    write_block(path, "audit", body)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("agg")
 
 import matplotlib.pyplot as plt
-
-from .records import atomic_write_bytes
 
 #: Colours by method, shared across figures so a method looks the same everywhere.
 COLORS = {
@@ -55,11 +52,14 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: floa
     return fig, axes
 
 
-def save_figure(fig, path: Path) -> None:
-    """Saves ``fig`` as PNG atomically and closes it."""
+def png_bytes(fig) -> bytes:
+    """``fig`` rendered as PNG in the house style; the figure is closed.
+
+    The caller writes the bytes (atomically: :func:`lowrank_theory.pipeline.records.run_experiment`
+    does), so this module depends on nothing else of the pipeline."""
     with plt.rc_context(STYLE):
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    return buf.getvalue()

@@ -279,9 +279,22 @@ def run_experiment(
     record["cache"] = {"computed": sweep.computed, "reused": sweep.reused}
     record["result"] = to_jsonable(result)
     atomic_write_text(out / f"{name}.json", json.dumps(record, indent=1))
-    from .plotting import save_figure
+    from .plotting import png_bytes  # matplotlib only when a figure is drawn
 
-    fig = plot(result, cfg)
-    save_figure(fig, out / f"{name}.png")
+    atomic_write_bytes(out / f"{name}.png", png_bytes(plot(result, cfg)))
     print(f"{name}: wrote {out / (name + '.png')} and .json in {wall:.1f} s", file=sys.stderr)
     return record
+
+
+def seconds_per_step(run: Callable[[int], object], steps: int) -> float:
+    """Wall time per step of ``run(steps)`` (a jitted run of ``steps`` steps), compile excluded.
+
+    ``run`` is called once to compile and warm up, then timed once (until its result is ready,
+    :func:`jax.block_until_ready`); the time is divided by ``steps``.
+    """
+    import jax  # the pipeline's other helpers work without JAX
+
+    jax.block_until_ready(run(steps))
+    t0 = time.perf_counter()
+    jax.block_until_ready(run(steps))
+    return (time.perf_counter() - t0) / steps
