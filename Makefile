@@ -3,13 +3,16 @@
 #   make figures       regenerate every figure (FULL=1 for paper scale)
 #   make fig-<name>    one figure, e.g. make fig-lora-linear
 #   make audit         claim-by-claim audit -> audit.json
-#   make bench         speed ratios -> benchmarks/results.json
+#   make bench         speed ratios -> benchmarks/results.json and docs/benchmarks.md
+#   make docs          the documentation site -> site/ (mkdocs build --strict; installs the docs extra)
 #   make lint          ruff check + format check
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# the docs tools are installed only for `make docs` (keeps `make test` quick to set up)
+DOCS_STAMP := $(VENV)/.docs-stamp
 FULL ?= 0
 export FULL
 EXAMPLES ?= 50
@@ -18,7 +21,7 @@ JOBS ?= auto
 FIG_SCRIPTS := $(sort $(wildcard experiments/fig_*.py))
 FIG_NAMES := $(subst _,-,$(patsubst experiments/fig_%.py,%,$(FIG_SCRIPTS)))
 
-.PHONY: all venv test test-slow test-thorough figures audit bench lint typecheck format clean $(addprefix fig-,$(FIG_NAMES))
+.PHONY: all venv test test-slow test-thorough figures audit bench docs lint typecheck format clean $(addprefix fig-,$(FIG_NAMES))
 
 all: test
 
@@ -27,6 +30,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,docs]'
+	@touch $(DOCS_STAMP)
 
 venv: $(STAMP)
 
@@ -54,6 +61,9 @@ audit: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 # advisory: pyright does not parse jaxtyping shape strings, so its report is not a CI gate
 typecheck: $(STAMP)
 	$(PY) -m pip install --quiet pyright
@@ -68,5 +78,5 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis figures/.cache benchmarks/.cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis figures/.cache benchmarks/.cache *.egg-info site
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

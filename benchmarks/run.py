@@ -3,7 +3,9 @@
 Each module exposes ``run() -> list[dict]`` of rows ``{name, value, unit, target, better,
 notes}``. Ratios are measured within one run of this script (baseline and subject together),
 times exclude compilation and are taken after ``block_until_ready``. ``--only PREFIX`` runs the
-modules whose file name contains PREFIX and merges their rows into the existing file.
+modules whose file name contains PREFIX and merges their rows into the existing file. The table
+of all rows is written into the ``bench`` block of ``docs/benchmarks.md`` (``--docs PATH``;
+``--docs ''`` writes none).
 """
 
 import argparse
@@ -16,7 +18,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from lowrank_theory.pipeline.docs import write_block  # noqa: E402
 from lowrank_theory.pipeline.records import atomic_write_text, machine_info, package_versions  # noqa: E402
+
+DOCS = HERE.parent / "docs" / "benchmarks.md"
 
 
 def table(rows: list[dict]) -> str:
@@ -28,20 +33,11 @@ def table(rows: list[dict]) -> str:
             if r["target"] is None
             else ("≥ " if r["better"] == "higher" else "≤ ") + f"{r['target']:g}"
         )
-        lines.append(f"| `{r['name']}` | {r['value']:.4g} {r['unit']} | {tgt} | {r['notes']} |")
+        notes = r["notes"].replace("|", "\\|")  # norms written ||x|| must not split the cell
+        lines.append(f"| `{r['name']}` | {r['value']:.4g} {r['unit']} | {tgt} | {notes} |")
     machines = {(r["machine"]["cpu_model"], r["machine"]["cores"]) for r in rows if "machine" in r}
     where = "; ".join(f"{m} ({c} cores)" for m, c in sorted(machines))
     return "\n".join(lines) + f"\n\nMeasured on: {where}.\n"
-
-
-def update_readme(rows: list[dict], readme: Path) -> None:
-    text = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme} has no {start} ... {end} block")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    atomic_write_text(readme, head + start + "\n" + table(rows) + end + tail)
 
 
 def main(argv=None) -> int:
@@ -49,9 +45,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="run only bench_<...> modules containing this")
     ap.add_argument("--out", default=str(HERE / "results.json"))
     ap.add_argument(
-        "--readme",
-        default=str(HERE.parent / "README.md"),
-        help="README whose <!-- bench:start/end --> block gets the table ('' = none)",
+        "--docs",
+        default=str(DOCS),
+        help="page whose <!-- bench:start/end --> block gets the table ('' = none)",
     )
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -80,9 +76,9 @@ def main(argv=None) -> int:
         print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
     atomic_write_text(out, json.dumps(rows, indent=1))
     print(f"wrote {out}")
-    if args.readme:
-        update_readme(rows, Path(args.readme))
-        print(f"updated the benchmark table in {args.readme}")
+    if args.docs:
+        write_block(args.docs, "bench", table(rows))
+        print(f"updated the benchmark table in {args.docs}")
     return 0
 
 

@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+DOCS_AUDIT = "docs/audit.md"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lowrank_theory")
@@ -14,20 +16,32 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--json", default=None, help="write the report as JSON to this path")
     a.add_argument("--quiet", action="store_true", help="no per-claim progress lines")
     a.add_argument(
+        "--update-docs",
+        nargs="?",
+        const=DOCS_AUDIT,
+        default=None,
+        metavar="PATH",
+        help="write the table between <!-- audit:start --> and <!-- audit:end --> of PATH "
+        f"(default {DOCS_AUDIT})",
+    )
+    a.add_argument(
         "--update-readme",
         default=None,
         metavar="PATH",
-        help="replace the table between <!-- audit:start --> and <!-- audit:end -->",
+        help="deprecated alias of --update-docs PATH",
     )
     a.add_argument(
         "--from-json",
         default=None,
         metavar="PATH",
-        help="do not run: print (and with --update-readme write) a report saved with --json",
+        help="do not run: print (and with --update-docs write) a report saved with --json",
     )
     ls = sub.add_parser("list", help="list registered claims")
     ls.add_argument("--claims", default="")
     args = parser.parse_args(argv)
+    if args.cmd == "audit" and args.update_readme:
+        print("--update-readme is deprecated: use --update-docs PATH", file=sys.stderr)
+        args.update_docs = args.update_docs or args.update_readme
 
     from .claims import all_claims
     from .pipeline import audit
@@ -57,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         meta = run_metadata({"claims": args.claims, "examples": args.examples}, args.seed)
         audit.write_json(reports, args.json, meta)
         print(f"\nwrote {args.json}")
-    if args.update_readme:
-        audit.update_readme(reports, args.update_readme, args.examples, args.seed)
-        print(f"updated the audit table in {args.update_readme}")
+    if args.update_docs:
+        audit.update_docs(reports, args.update_docs, args.examples, args.seed)
+        print(f"updated the audit table in {args.update_docs}")
     bad = [r.id for r in reports if r.unexpected]
     if bad:
         print(f"\nUNEXPECTED status for: {', '.join(bad)}", file=sys.stderr)
