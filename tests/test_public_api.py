@@ -7,6 +7,7 @@ import pkgutil
 import pytest
 
 import lowrank_theory as lt
+from lowrank_theory.core.deprecation import MOVED
 
 PUBLIC = [n for n in dir(lt) if not n.startswith("_")]
 
@@ -77,3 +78,23 @@ def test_import_turns_off_the_deadlocking_xla_scheduler():
     # too late: the backend already started, so the user is told the setting did not apply
     _, err = _import_env("import jax; jax.numpy.zeros(1); import lowrank_theory", None)
     assert "could not take effect" in err
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_module_paths_warn_and_forward(old):
+    """Each flat module path of earlier releases imports with a DeprecationWarning naming the
+    new path, and forwards every public name to the new module."""
+    import sys
+    import warnings
+
+    sys.modules.pop(f"lowrank_theory.{old}", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        alias = importlib.import_module(f"lowrank_theory.{old}")
+    new = importlib.import_module(f"lowrank_theory.{MOVED[old]}")
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert f"lowrank_theory.{MOVED[old]}" in str(caught[0].message)
+    names = getattr(new, "__all__", [n for n in dir(new) if not n.startswith("_")])
+    assert names and all(getattr(alias, n) is getattr(new, n) for n in names)
+    with pytest.raises(AttributeError):
+        alias.no_such_name

@@ -62,6 +62,7 @@ __all__ = [
     "psd_sqrt",
     "random_orthogonal",
     "random_orthonormal",
+    "random_semi_orthogonal",
     "random_with_spectrum",
     "random_with_spectrum_thin",
     "rank_from_singular_values",
@@ -328,6 +329,15 @@ def _padded_spectrum(singular_vals: ArrayLike, m: int, n: int) -> np.ndarray:
     if np.any(s < 0) or not np.all(np.isfinite(s)):
         raise ValueError("singular values must be finite and non-negative")
     return np.concatenate([s, np.zeros(k - s.shape[0])])
+
+
+def random_semi_orthogonal(key: Array, rows: int, cols: int) -> Float[Array, "rows cols"]:
+    r"""The top-left ``rows`` $\times$ ``cols`` block of :func:`random_orthogonal` of size
+    $\max(\text{rows}, \text{cols})$: Haar-distributed, orthonormal columns (tall) or rows
+    (wide). The same key gives the same matrix as that block, which the deep factorizations
+    (seed 004) are initialised from."""
+    rows, cols = check_int(rows, "rows", lo=1), check_int(cols, "cols", lo=1)
+    return random_orthogonal(key, max(rows, cols))[:rows, :cols]
 
 
 def random_with_spectrum(

@@ -68,7 +68,7 @@ import optax
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
-from ..core.linalg import chain_product
+from ..core.linalg import chain_product, random_semi_orthogonal
 from ..core.precision import DTYPE
 from ..core.validation import check_int
 from .spectra import RANK_FLOOR as RANK_FLOOR  # Fig. 7's absolute floor
@@ -233,15 +233,6 @@ def lora_adapters(
     return out
 
 
-def _semi_orthogonal(key: Array, rows: int, cols: int) -> Array:
-    """Haar-distributed matrix with orthonormal columns (rows >= cols) or rows (rows < cols)."""
-    big = max(rows, cols)
-    z = jax.random.normal(key, (big, big), dtype=DTYPE)
-    q, rr = jnp.linalg.qr(z)
-    q = q * jnp.sign(jnp.diagonal(rr))[None, :]
-    return q[:rows, :cols]
-
-
 def orthogonal_factors(
     key: Array, shape: tuple[int, int], depth: int, eps: float, width: int | None = None
 ) -> list[Array]:
@@ -257,10 +248,10 @@ def orthogonal_factors(
     eps = _check_eps(eps)
     w = max(m, n) if width is None else check_int(width, "width", lo=1)
     if depth == 1:
-        return [eps * _semi_orthogonal(key, m, n)]
+        return [eps * random_semi_orthogonal(key, m, n)]
     keys = jax.random.split(key, depth)
     dims = [n] + [w] * (depth - 1) + [m]
-    return [eps * _semi_orthogonal(k, dims[i + 1], dims[i]) for i, k in enumerate(keys)]
+    return [eps * random_semi_orthogonal(k, dims[i + 1], dims[i]) for i, k in enumerate(keys)]
 
 
 def compress_factors(

@@ -55,7 +55,7 @@ import numpy as np
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
-from ..core.linalg import chain_product
+from ..core.linalg import chain_product, random_semi_orthogonal
 from ..core.precision import DTYPE
 from ..core.validation import as_matrix, check_int
 from . import masked_products
@@ -131,12 +131,7 @@ def orthogonal_init(
     keys = jax.random.split(key, depth)
     out = []
     for l in range(depth):
-        rows, cols = dims[l + 1], dims[l]
-        n = max(rows, cols)
-        g = jax.random.normal(keys[l], (n, n), dtype=DTYPE)
-        q, r = jnp.linalg.qr(g)
-        q = q * jnp.sign(jnp.diag(r))[None, :]
-        out.append(eps_l[l] * q[:rows, :cols])
+        out.append(eps_l[l] * random_semi_orthogonal(keys[l], dims[l + 1], dims[l]))
     return tuple(out)
 
 
