@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 __all__ = [
     "REGISTRY",
+    "AssumptionError",
     "CheckResult",
     "Claim",
     "Relation",
@@ -43,6 +44,25 @@ __all__ = [
 
 Relation = Literal["<=", ">=", "=="]
 Status = Literal["holds", "fails", "empirical"]
+
+
+class AssumptionError(ValueError):
+    """Parameters given to :meth:`Claim.run` that the claim does not accept: missing or unknown
+    keys, a value of the wrong type, or an instance violating the claim's assumptions (its
+    ``build`` asserted a precondition or the package's input validation refused it).
+
+    Raised instead of returning a :class:`CheckResult`, whose ``holds=False`` would read as a
+    counterexample. ``claim_id`` names the claim; the message names it and what was violated.
+    """
+
+    def __init__(self, claim_id: str, message: str) -> None:
+        super().__init__(f"claim {claim_id}: {message}")
+        self.claim_id = claim_id
+
+
+#: deterministic draws of a claim's strategy from which :meth:`Claim.parameter_spec` learns
+#: the parameter keys and value types (optional keys appear in some draws only)
+SPEC_DRAWS = 20
 
 
 @dataclass(frozen=True)
@@ -181,6 +201,10 @@ class Claim:
     test_examples: int = 20
     #: a claim whose single check takes more than ~1 s is marked slow in the test suite
     slow: bool = False
+    #: cache of :meth:`parameter_spec`
+    spec_cache: dict[str, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.expected == "fails" and self.counterexample is None:
@@ -188,9 +212,157 @@ class Claim:
         if self.expected not in ("holds", "fails", "empirical"):
             raise ValueError(f"claim {self.id}: unknown expected status {self.expected!r}")
 
-    def run(self, params: dict[str, Any]) -> CheckResult:
-        """Builds the instance for ``params`` and checks it."""
-        return self.check(self.build(params))
+    def run(self, params: Mapping[str, Any], *, validate: bool = True) -> CheckResult:
+        """Builds the instance for ``params`` and checks it.
+
+        With ``validate`` (the default) the parameters are first checked against the claim's
+        strategy (:meth:`validate_params`), and an instance its ``build`` refuses (a failed
+        ``assert`` of a precondition, a ``ValueError`` of the package's input validation)
+        raises :class:`AssumptionError` naming the claim and the violated assumption, never a
+        ``CheckResult`` that would look like a counterexample. The audit passes
+        ``validate=False`` for the instances hypothesis draws, which are valid by construction
+        and keep exactly their earlier treatment.
+        """
+        if not validate:
+            return self.check(self.build(dict(params)))
+        params = self.validate_params(params)
+        try:
+            inst = self.build(params)
+        except AssumptionError:
+            raise
+        except AssertionError as e:
+            raise AssumptionError(
+                self.id, f"the instance violates an assumption: {_assertion_text(e)}"
+            ) from e
+        except ValueError as e:
+            raise AssumptionError(self.id, f"the instance violates an assumption: {e}") from e
+        except KeyError as e:
+            key = e.args[0] if e.args else None
+            if isinstance(key, str) and key not in params:
+                raise AssumptionError(self.id, f"missing parameter {key!r}") from e
+            raise
+        return self.check(inst)
+
+    def parameter_spec(self) -> dict[str, Any]:
+        """What the claim's strategy draws, learned from :data:`SPEC_DRAWS` deterministic draws
+        (``derandomize=True``; cached): ``required`` (keys in every draw and in the stored
+        counterexample), ``allowed`` (keys in any) and ``types`` (key -> the set of value type
+        names drawn). Value ranges and string choices are not learned (a few draws do not
+        show them all); ``build`` asserts the assumptions."""
+        if not self.spec_cache:
+            draws = _draw_params(self.params(), SPEC_DRAWS)
+            if self.counterexample is not None:
+                draws.append(dict(self.counterexample))
+            keys = [frozenset(p) for p in draws]
+            types: dict[str, set[str]] = {}
+            for p in draws:
+                for k, v in p.items():
+                    types.setdefault(k, set()).add(_kind(v))
+            self.spec_cache.update(
+                required=frozenset.intersection(*keys),
+                allowed=frozenset.union(*keys),
+                types=types,
+            )
+        return self.spec_cache
+
+    def validate_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``params`` after checking it against :meth:`parameter_spec`: no missing or
+        unknown key, each value of a type the strategy draws (an ``int`` is accepted for a
+        ``float``). Raises :class:`AssumptionError`."""
+        if not isinstance(params, Mapping):
+            raise AssumptionError(
+                self.id, f"params must be a dict of parameters, got {type(params).__name__}"
+            )
+        params = dict(params)
+        spec = self.parameter_spec()
+        missing = sorted(spec["required"] - params.keys())
+        extra = sorted(params.keys() - spec["allowed"])
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing parameter(s) {', '.join(map(repr, missing))}")
+            if extra:
+                parts.append(f"unknown parameter(s) {', '.join(map(repr, extra))}")
+            raise AssumptionError(
+                self.id,
+                "; ".join(parts)
+                + f" (its strategy draws {', '.join(map(repr, sorted(spec['allowed'])))})",
+            )
+        for k, v in params.items():
+            drawn = spec["types"][k]
+            kind = _kind(v)
+            if kind not in drawn and not (kind == "int" and "float" in drawn):
+                raise AssumptionError(
+                    self.id,
+                    f"parameter {k!r} must be {' or '.join(sorted(drawn))} (as its strategy "
+                    f"draws), got {kind} {v!r}",
+                )
+        return params
+
+
+def _kind(v: Any) -> str:
+    """The type name :meth:`Claim.validate_params` compares: ``bool``, ``int``, ``float``,
+    ``str``, ``None`` or the type's own name (NumPy scalars count as their Python kinds)."""
+    if v is None:
+        return "None"
+    if isinstance(v, bool) or type(v).__name__ == "bool_":
+        return "bool"
+    if isinstance(v, int) or (hasattr(v, "dtype") and getattr(v.dtype, "kind", "") in "iu"):
+        return "int"
+    if isinstance(v, float) or (hasattr(v, "dtype") and getattr(v.dtype, "kind", "") == "f"):
+        return "float"
+    return "str" if isinstance(v, str) else type(v).__name__
+
+
+def _assertion_text(e: AssertionError) -> str:
+    """The message of a failed ``assert``, or its source line when it has none."""
+    if e.args and str(e.args[0]):
+        return str(e.args[0])
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    line = frames[-1].line if frames else ""
+    return line or "a precondition assert failed"
+
+
+def _draw_params(strategy: Any, n: int) -> list[dict[str, Any]]:
+    """``n`` deterministic draws of ``strategy`` (hypothesis with ``derandomize=True``).
+
+    Run in a worker thread: hypothesis refuses a nested ``@given`` in the thread of a running
+    one (its test context is thread-local), and ``Claim.run`` is called inside such tests.
+    """
+    import threading
+
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    seen: list[dict[str, Any]] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+
+            @settings(
+                max_examples=n,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(strategy)
+            def collect(p: dict[str, Any]) -> None:
+                seen.append(dict(p))
+
+            collect()
+        except BaseException as e:  # re-raised in the caller's thread
+            failure.append(e)
+
+    worker = threading.Thread(target=target, name="claim-parameter-spec")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return seen
 
 
 REGISTRY: dict[str, Claim] = {}

@@ -1,6 +1,7 @@
 r"""The audit: run every registered claim on random instances and report, claim by claim.
 
-``python -m lowrank_theory audit [--claims PREFIX] [--examples N] [--seed S] [--json PATH]``
+``python -m lowrank_theory audit [--claims PREFIX] [--examples N] [--seed S] [--json PATH
+[--resume]]``
 
 For each claim, hypothesis draws ``N`` instance structures (seeded by ``S``; the same command
 gives the same instances), the claim's check computes both sides on each, and the audit counts
@@ -12,6 +13,10 @@ Status column: ``holds`` (no violation found), ``fails`` (a violation found: for
 registered as failing this reproduces the known counterexample; for one registered as holding
 it is flagged ``UNEXPECTED``), ``empirical`` (experiment-type claim; the numbers are in the
 JSON ``details``), ``error`` (the check raised).
+
+Progress: one line per finished claim on stdout and, when stderr is a terminal, a ``tqdm`` bar
+of the claim's instances with an ETA. With ``--json`` the report is rewritten atomically after
+each claim, so an interrupted audit keeps what it finished; ``--resume`` continues it.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 import traceback
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +35,7 @@ from typing import Any
 import hypothesis
 from hypothesis import HealthCheck, Phase
 
-from ..claims import Claim, all_claims
+from ..claims import Claim, all_claims, unknown_claim_message
 from ..claims.base import CheckResult, to_jsonable
 
 
@@ -79,13 +86,30 @@ def _instance_record(params: dict[str, Any], r: CheckResult) -> dict[str, Any]:
     return {"params": to_jsonable(dict(params)), **r.as_dict()}
 
 
-def run_claim(claim: Claim, examples: int = 50, seed: int = 0) -> ClaimReport:
-    """Runs one claim on ``examples`` hypothesis-drawn instances; shrinks any violation."""
+def run_claim(
+    claim: Claim,
+    examples: int = 50,
+    seed: int = 0,
+    on_instance: Callable[[str], None] | None = None,
+) -> ClaimReport:
+    """Runs one claim on ``examples`` hypothesis-drawn instances; shrinks any violation.
+
+    ``on_instance(phase)`` is called after each instance checked, with ``phase`` ``"check"``
+    (the drawn instances and the stored counterexample) or ``"shrink"`` (the search for the
+    smallest violating instance): the progress bar counts them. The instances are run with
+    ``claim.run(params, validate=False)``: hypothesis draws them from the claim's strategy.
+    """
     t0 = time.perf_counter()
     records: list[tuple[dict[str, Any], CheckResult]] = []
 
+    def run(params: dict[str, Any], phase: str) -> CheckResult:
+        r = claim.run(params, validate=False)
+        if on_instance is not None:
+            on_instance(phase)
+        return r
+
     def probe(params: dict[str, Any]) -> None:
-        records.append((params, claim.run(params)))
+        records.append((params, run(params, "check")))
 
     error = None
     try:
@@ -103,11 +127,11 @@ def run_claim(claim: Claim, examples: int = 50, seed: int = 0) -> ClaimReport:
         try:
             smallest = hypothesis.find(
                 claim.params(),
-                lambda p: not claim.run(p).holds,
+                lambda p: not run(p, "shrink").holds,
                 settings=_settings(max(examples, 20), [Phase.generate, Phase.shrink]),
                 random=random.Random(seed),
             )
-            counterexample = _instance_record(smallest, claim.run(smallest))
+            counterexample = _instance_record(smallest, claim.run(smallest, validate=False))
         except hypothesis.errors.NoSuchExample:
             p, r = violations[0]
             counterexample = _instance_record(p, r)
@@ -147,20 +171,78 @@ def run_claim(claim: Claim, examples: int = 50, seed: int = 0) -> ClaimReport:
     )
 
 
-def run_audit(prefix: str = "", examples: int = 50, seed: int = 0, progress: bool = True):
-    """Runs :func:`run_claim` on every claim whose id starts with ``prefix``."""
-    reports = []
+def run_audit(
+    prefix: str = "",
+    examples: int = 50,
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    skip: Collection[str] = (),
+    on_report: Callable[[ClaimReport], None] | None = None,
+    bar: bool | None = None,
+) -> list[ClaimReport]:
+    """Runs :func:`run_claim` on every claim whose id starts with ``prefix``.
+
+    Args:
+        prefix: claim id prefix; one that no id starts with raises ``ValueError`` naming
+            close matches.
+        examples, seed: hypothesis instances per claim and the seed.
+        progress: one line per claim on stdout (``[i/n] id ... status (k instances, t s)``).
+        skip: ids not to run (``--resume``: those already in the report).
+        on_report: called with each claim's report as soon as it is finished (the CLI writes
+            the JSON report there, so an interrupted audit keeps what it finished).
+        bar: a ``tqdm`` bar of each claim's instances with an ETA, on stderr; default: when
+            ``progress`` and stderr is a terminal.
+
+    Returns:
+        The reports of the claims run (not of those skipped), in id order.
+    """
     claims = all_claims(prefix)
     if not claims:
-        raise ValueError(f"no registered claim starts with {prefix!r}")
-    for i, c in enumerate(claims):
+        raise ValueError(unknown_claim_message(prefix, prefix=True))
+    todo = [c for c in claims if c.id not in skip]
+    if progress and len(todo) < len(claims):
+        print(f"skipping {len(claims) - len(todo)} claim(s) already in the report", flush=True)
+    if bar is None:
+        bar = progress and sys.stderr.isatty()
+    reports = []
+    for i, c in enumerate(todo):
+        label = f"[{i + 1}/{len(todo)}] {c.id}"
+        if progress and not bar:
+            print(f"{label} ...", end="", flush=True)
+        if bar:
+            rep = _run_with_bar(c, examples, seed, label)
+        else:
+            rep = run_claim(c, examples=examples, seed=seed)
         if progress:
-            print(f"[{i + 1}/{len(claims)}] {c.id} ...", end="", flush=True)
-        rep = run_claim(c, examples=examples, seed=seed)
-        if progress:
-            print(f" {rep.status} ({rep.n_instances} instances, {rep.elapsed_s:.1f} s)", flush=True)
+            head = f"{label} ..." if bar else ""
+            print(
+                f"{head} {rep.status} ({rep.n_instances} instances, {rep.elapsed_s:.1f} s)",
+                flush=True,
+            )
         reports.append(rep)
+        if on_report is not None:
+            on_report(rep)
     return reports
+
+
+def _run_with_bar(claim: Claim, examples: int, seed: int, label: str) -> ClaimReport:
+    """:func:`run_claim` under a ``tqdm`` bar (stderr) counting its instances, with an ETA;
+    the bar is cleared when the claim ends (its one-line summary stays)."""
+    from tqdm import tqdm
+
+    total = examples + (claim.counterexample is not None)
+    shrink = [0]
+    with tqdm(total=total, desc=label, unit="inst", leave=False, file=sys.stderr) as pbar:
+
+        def on_instance(phase: str) -> None:
+            if phase == "check":
+                pbar.update(1)
+            else:
+                shrink[0] += 1
+                pbar.set_postfix_str(f"shrinking ({shrink[0]} tried)")
+
+        return run_claim(claim, examples=examples, seed=seed, on_instance=on_instance)
 
 
 def _fmt(x: float | None) -> str:
@@ -221,6 +303,44 @@ def load_json(path: str | Path) -> tuple[list[ClaimReport], dict[str, Any]]:
                 kw[k] = float(kw[k])
         reports.append(ClaimReport(**kw))
     return reports, (rows[0].get("meta", {}) if rows else {})
+
+
+def resume_reports(path: str | Path, examples: int, seed: int) -> list[ClaimReport]:
+    """The claim reports of an interrupted audit saved at ``path``, to be continued.
+
+    An absent file gives ``[]`` (nothing to resume). Raises ``ValueError`` with a message
+    naming what differs when the report was made with other ``--examples`` or ``--seed`` or by
+    another version of the package (its instances would not be those of this run), or when
+    ``path`` does not hold a report written by ``--json``.
+    """
+    from .records import package_versions
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        reports, meta = load_json(path)
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"--resume: {path} is not a report written by --json ({e})") from None
+    if not reports:
+        return []
+    want = {
+        "--examples": examples,
+        "--seed": seed,
+        "lowrank_theory version": package_versions()["lowrank_theory"],
+    }
+    have = {
+        "--examples": meta.get("config", {}).get("examples"),
+        "--seed": meta.get("seed"),
+        "lowrank_theory version": meta.get("versions", {}).get("lowrank_theory"),
+    }
+    diff = [f"{k} {have[k]} there, {want[k]} now" for k in want if have[k] != want[k]]
+    if diff:
+        raise ValueError(
+            f"--resume: {path} was made by another run ({'; '.join(diff)}): rerun with its "
+            "settings, or drop --resume to start a new report"
+        )
+    return reports
 
 
 def update_docs(reports: list[ClaimReport], path: str | Path, examples: int, seed: int) -> None:

@@ -1,0 +1,214 @@
+"""The command line: arguments checked before any work (one line, exit 2), the JSON report
+written claim by claim, ``--resume``, Ctrl-C, progress, and no JAX import for help or errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import strategies as st
+
+from lowrank_theory.__main__ import main
+from lowrank_theory.claims import REGISTRY, Claim, all_claims, compare
+from lowrank_theory.pipeline import audit
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = ROOT / "lowrank_theory" / "__main__.py"
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fails the test if the audit starts: argument errors must come before any work."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the audit ran before the arguments were checked")
+
+    monkeypatch.setattr(audit, "run_audit", refuse)
+    monkeypatch.setattr(audit, "run_claim", refuse)
+
+
+def _exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert "error:" in last and "Traceback" not in err
+    return last
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--examples", "0"], "--examples"),
+        (["--examples", "two"], "--examples"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", "1.5"], "--seed"),
+        (["--resume"], "--resume"),
+    ],
+)
+def test_bad_numbers_and_flags_exit_2_before_work(argv, flag, no_work, capsys):
+    assert flag in _exit_2(["audit", "--claims", "lora.lemma1.exact", *argv], capsys)
+
+
+@pytest.mark.parametrize("where", ["missing", "file_parent", "directory"])
+def test_unwritable_json_path_fails_before_the_audit(where, tmp_path, no_work, capsys):
+    (tmp_path / "plain.txt").write_text("x")
+    path = {
+        "missing": tmp_path / "no" / "such" / "dir" / "r.json",
+        "file_parent": tmp_path / "plain.txt" / "r.json",
+        "directory": tmp_path,
+    }[where]
+    line = _exit_2(["audit", "--claims", "lora.lemma1.exact", "--json", str(path)], capsys)
+    assert "--json" in line
+
+
+def test_update_docs_without_markers_and_missing_from_json_fail_first(tmp_path, no_work, capsys):
+    page = tmp_path / "page.md"
+    page.write_text("no markers here\n")
+    line = _exit_2(["audit", "--update-docs", str(page)], capsys)
+    assert "--update-docs" in line and "audit:start" in line
+    line = _exit_2(["audit", "--from-json", str(tmp_path / "absent.json")], capsys)
+    assert "--from-json" in line and "does not exist" in line
+
+
+@pytest.mark.parametrize("cmd", ["audit", "list"])
+def test_unknown_claim_prefix_is_one_line_with_close_matches(cmd, no_work, capsys):
+    line = _exit_2([cmd, "--claims", "zzz"], capsys)
+    assert "'zzz'" in line and "lora" in line
+    line = _exit_2([cmd, "--claims", "lora.lema1"], capsys)
+    assert "lora.lemma1" in line and line.count(",") < 6
+
+
+# --- incremental report, --resume, Ctrl-C, on toy claims registered for the test -------------
+
+
+class Switch:
+    """A check that raises KeyboardInterrupt while ``armed`` (a Ctrl-C during that claim)."""
+
+    def __init__(self):
+        self.armed = False
+        self.runs = {}
+
+    def claim(self, name):
+        def check(x):
+            self.runs[name] = self.runs.get(name, 0) + 1
+            if self.armed and name == "b":
+                raise KeyboardInterrupt
+            return compare(abs(x), 3.0, "<=", 0.0)
+
+        return Claim(
+            id=f"zz.toy.{name}",
+            source="test",
+            statement="|x| <= 3",
+            params=lambda: st.fixed_dictionaries({"x": st.floats(-3, 3), "seed": st.just(0)}),
+            build=lambda p: p["x"],
+            check=check,
+        )
+
+
+@pytest.fixture
+def toys(monkeypatch):
+    all_claims()  # load the registry first
+    sw = Switch()
+    for name in "abc":
+        monkeypatch.setitem(REGISTRY, f"zz.toy.{name}", sw.claim(name))
+    return sw
+
+
+def test_ctrl_c_keeps_finished_claims_and_resume_continues(toys, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    args = ["audit", "--claims", "zz.toy", "--examples", "3", "--json", str(out), "--quiet"]
+    toys.armed = True
+    try:
+        status = main(args)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main() (a traceback for the user)")
+    assert status == 130  # 128 + SIGINT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert "interrupted: 1 finished claim(s) saved to " + str(out) in line and "--resume" in line
+    assert [r["id"] for r in json.loads(out.read_text())] == ["zz.toy.a"]
+
+    toys.armed = False
+    runs_a = toys.runs["a"]
+    assert main([*args, "--resume"]) == 0
+    assert toys.runs["a"] == runs_a  # not run again
+    rows = json.loads(out.read_text())
+    assert sorted(r["id"] for r in rows) == ["zz.toy.a", "zz.toy.b", "zz.toy.c"]
+    assert "| `zz.toy.a` |" in capsys.readouterr().out  # the table shows the resumed claim too
+
+    # a report made with other settings is not continued
+    line = _exit_2([*args[:4], "4", *args[5:], "--resume"], capsys)
+    assert "--examples 3 there, 4 now" in line
+    line = _exit_2([*args, "--seed", "1", "--resume"], capsys)
+    assert "--seed 0 there, 1 now" in line
+
+
+def test_report_is_written_after_each_claim(toys, tmp_path, monkeypatch):
+    out = tmp_path / "report.json"
+    seen = []
+    real = audit.write_json
+
+    def spy(reports, path, meta):
+        real(reports, path, meta)
+        seen.append([r["id"] for r in json.loads(Path(path).read_text())])
+
+    monkeypatch.setattr(audit, "write_json", spy)
+    assert main(["audit", "--claims", "zz.toy", "--examples", "2", "--json", str(out)]) == 0
+    assert seen == [["zz.toy.a"], ["zz.toy.a", "zz.toy.b"], ["zz.toy.a", "zz.toy.b", "zz.toy.c"]]
+
+
+def test_progress_bar_counts_instances_with_eta(toys, capsys):
+    reps = audit.run_audit("zz.toy", examples=4, seed=0, progress=True, bar=True)
+    cap = capsys.readouterr()
+    assert [r.status for r in reps] == ["holds"] * 3
+    # one tqdm bar per claim on stderr: instances of total, [elapsed<remaining]
+    assert all(f"[{i}/3] zz.toy.{c}:" in cap.err for i, c in ((1, "a"), (2, "b"), (3, "c")))
+    assert "/4 [00:00<" in cap.err and "inst" in cap.err
+    assert cap.out.count(" holds (") == 3  # the one line per finished claim stays
+    # not a terminal: no bar (stderr is captured here)
+    audit.run_audit("zz.toy", examples=2, seed=0, progress=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_run_claim_reports_each_instance(toys):
+    phases = []
+    rep = audit.run_claim(REGISTRY["zz.toy.a"], examples=7, on_instance=phases.append)
+    assert phases.count("check") == rep.n_instances >= 7
+
+
+# --- no JAX (no package) for --help and argument errors ---------------------------------------
+
+_ALONE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("cli_alone", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+try:
+    mod.main(sys.argv[2:])
+except SystemExit as e:
+    code = e.code
+print("RESULT", code, "jax" in sys.modules, "lowrank_theory" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["audit", "--help"], ["audit", "--examples", "0"], ["audit", "--resume"]]
+)
+def test_cli_parses_and_refuses_without_importing_jax(argv):
+    """``__main__.py`` loaded on its own (without the package): help and argument errors
+    finish without importing JAX or the package."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _ALONE, str(MAIN), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    result = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
+    assert result, proc.stderr
+    code = 0 if "--help" in argv else 2
+    assert result[0] == f"RESULT {code} False False", proc.stderr
