@@ -98,3 +98,53 @@ def test_old_module_paths_warn_and_forward(old):
     assert names and all(getattr(alias, n) is getattr(new, n) for n in names)
     with pytest.raises(AttributeError):
         alias.no_such_name
+
+
+_X64_OFF = r"""
+import warnings; warnings.simplefilter("ignore")
+import jax, numpy as np
+import lowrank_theory as lt
+from lowrank_theory.lin import models as lm
+I3, A3 = np.eye(3), np.diag([3.0, 2.0, 1.0])
+calls = {
+    "lora": lambda: lt.linear_min_error([I3, I3], A3, 1),
+    "s2ft": lambda: lt.build_instance(0, (4, 5, 3), 1),
+    "lin": lambda: lt.krr_fit(2 * np.eye(3), np.ones(3), 1.0),
+    "lin.models": lambda: lm.mlp_init(jax.random.key(0), (3, 4, 1)),
+    "dmf": lambda: lt.end_to_end([I3, I3]),
+}
+jax.config.update("jax_enable_x64", False)
+for name, call in calls.items():
+    try:
+        call()
+        print("computed", name)
+    except RuntimeError as e:
+        assert "jax_enable_x64 was turned off after import" in str(e), e
+        print("refused", name)
+with jax.enable_x64(True):
+    print("context", lt.end_to_end([I3, I3]).dtype)
+jax.config.update("jax_enable_x64", True)
+for name, call in calls.items():
+    call()
+print("back on", lt.end_to_end([I3, I3]).dtype)
+"""
+
+
+def test_public_functions_refuse_float32_after_x64_is_turned_off():
+    """Issue 17 item 2: after ``jax_enable_x64=False`` the package used to compute in float32
+    silently; now every public function refuses with a RuntimeError, and works again once x64
+    is back on. In a subprocess, so the global flag cannot leak into other tests."""
+    out, _ = _import_env(_X64_OFF, None)
+    lines = out.splitlines()
+    assert lines[:5] == [f"refused {p}" for p in ("lora", "s2ft", "lin", "lin.models", "dmf")]
+    assert lines[5:] == ["context float64", "back on float64"]
+
+
+def test_import_does_not_load_scipy_stats():
+    """Issue 17 item 7: ``scipy.stats`` (0.5 s) is imported lazily, by the one function that
+    needs it (``lora.gaussianity_pvalue``), not by ``import lowrank_theory``."""
+    out, _ = _import_env(
+        "import sys, lowrank_theory; print(sorted(m for m in sys.modules if m == 'scipy.stats'))",
+        None,
+    )
+    assert out == "[]"

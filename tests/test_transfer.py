@@ -127,7 +127,7 @@ def _als(y, x, k, iters=500):
     return np.linalg.norm(y - b @ a @ x)
 
 
-@pytest.mark.parametrize("k", [0, 1, 2, 3])
+@pytest.mark.parametrize("k", [1, 2, 3])
 def test_reduced_rank_fit_is_optimal_and_low_rank(k):
     ks = jax.random.split(jax.random.key(10), 3)
     y = np.asarray(jax.random.normal(ks[0], (5, 12)))

@@ -3,7 +3,8 @@ r"""The float64 policy, and the one XLA CPU setting the package needs.
 Every theorem check in this package compares two sides of an inequality whose slack can be far
 below float32 resolution, so the package enables ``jax_enable_x64`` on import, before it creates
 any array. Import :mod:`lowrank_theory` before building JAX arrays of your own, or set
-``JAX_ENABLE_X64=1`` in the environment.
+``JAX_ENABLE_X64=1`` in the environment. Turning x64 off again afterwards makes the public
+functions refuse to run (:func:`require_x64`) rather than compute in float32.
 
 **XLA CPU scheduler.** With jax/jaxlib 0.10.2 on CPU, XLA's *concurrency-optimized* HLO
 scheduler (on by default) lets a vmapped program that contains several independent LAPACK
@@ -47,6 +48,26 @@ def _apply_xla_flags() -> None:
 
 _apply_xla_flags()
 jax.config.update("jax_enable_x64", True)
+
+
+def require_x64() -> None:
+    """Raises :class:`RuntimeError` unless ``jax_enable_x64`` is on (where it is read now).
+
+    The package turns x64 on when it is imported; a user who later calls
+    ``jax.config.update("jax_enable_x64", False)`` (or enters ``jax.enable_x64(False)``) would
+    otherwise get every result silently in float32 (the claims' slack is far below float32
+    resolution). The validation helpers of :mod:`lowrank_theory.core.validation`, which every
+    public function calls on its arguments, call this first. It is one config read (~0.1 us)
+    and plain Python, so it is harmless at trace time inside :func:`jax.jit`.
+    """
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            "lowrank_theory computes in float64; jax_enable_x64 was turned off after import "
+            "(jax.config.update('jax_enable_x64', False) or jax.enable_x64(False)), so results "
+            "would silently be float32. Turn it back on with "
+            "jax.config.update('jax_enable_x64', True)."
+        )
+
 
 #: Default floating dtype of every computation in the package.
 DTYPE = np.float64

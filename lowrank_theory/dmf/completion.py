@@ -53,6 +53,8 @@ def completion_instance(
     if not 0 < frac <= 1:
         raise ValueError(f"observed fraction must be in (0, 1], got {frac}")
     k1, k2 = jax.random.split(key)
+    if scale not in ("unit", "entries"):
+        raise ValueError(f"scale must be 'unit' or 'entries', got {scale!r}")
     s = np.ones(rank) * (1.0 if scale == "unit" else d / math.sqrt(rank))
     phi = random_with_spectrum(k1, d, d, s)
     mask = jax.random.uniform(k2, (d, d), dtype=DTYPE) < frac

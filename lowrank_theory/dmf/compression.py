@@ -378,6 +378,7 @@ def compress(
         $\widetilde\Phi=U_{L,1}^\top\Phi V_{1,1}$ and the out-of-subspace residual
         $\|\Phi-U_{L,1}\widetilde\Phi V_{1,1}^\top\|_F$.
     """
+    rank = check_int(rank, "rank", lo=1)
     sub = invariant_subspaces(weights0, target, rank, method=method, mask=mask)
     ws = check_weights(weights0, square=True)
     phi = validate_target(target)

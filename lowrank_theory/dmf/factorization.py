@@ -56,7 +56,7 @@ from jax import Array
 from jaxtyping import ArrayLike, Float
 
 from ..core.linalg import chain_product, random_semi_orthogonal
-from ..core.precision import DTYPE
+from ..core.precision import DTYPE, require_x64
 from ..core.validation import as_matrix, check_int
 from . import masked_products
 from .spectra import check_scales, rho_divergence
@@ -139,9 +139,22 @@ def end_to_end(weights: Sequence[ArrayLike]) -> Array:
     r"""$f(\Theta) = W_L\cdots W_1$ for ``weights = (W_1, ..., W_L)`` (a JAX array).
 
     :func:`~lowrank_theory.core.linalg.chain_product` on the factors as JAX arrays (so NumPy
-    factors are multiplied by XLA too, as everywhere in GD).
+    factors are multiplied by XLA too, as everywhere in GD). Shapes are checked statically
+    (it also runs under ``jit``): factors that do not chain raise ``ValueError`` naming them.
     """
-    return chain_product([jnp.asarray(w) for w in weights])
+    require_x64()
+    ws = [jnp.asarray(w) for w in weights]
+    if not ws:
+        raise ValueError("weights must hold at least one layer (depth >= 1)")
+    for i, w in enumerate(ws):
+        if w.ndim != 2:
+            raise ValueError(f"weights[{i}] must be a matrix, got shape {w.shape}")
+        if i and w.shape[1] != ws[i - 1].shape[0]:
+            raise ValueError(
+                f"weights[{i}] has shape {w.shape} but weights[{i - 1}] outputs "
+                f"{ws[i - 1].shape[0]} rows: the product W_L...W_1 is undefined"
+            )
+    return chain_product(ws)
 
 
 def validate_target(target, name: str = "target") -> Array:
@@ -195,6 +208,9 @@ def factorization_loss(weights, target, mask=None) -> Array:
 
 def lr_from_mean_loss(lr_mean: float, d_rows: int, d_cols: int | None = None) -> float:
     r"""Our step for a step ``lr_mean`` on the reference code's ½·mean loss: $\eta_{ref}/(d_r d_c)$."""
+    check_int(d_rows, "d_rows", lo=1)
+    if d_cols is not None:
+        check_int(d_cols, "d_cols", lo=1)
     return float(lr_mean) / (d_rows * (d_rows if d_cols is None else d_cols))
 
 
@@ -512,6 +528,7 @@ def run_completion(
 # ----------------------------------------------------------------------------------------------
 def nonlinear_factorization(weights, activation=jax.nn.relu) -> Array:
     r"""$f(\Theta) = W_L\,\sigma(W_{L-1}\cdots\sigma(W_2\,\sigma(W_1)))$, eq. (13)."""
+    require_x64()
     h = activation(weights[0])
     for w in weights[1:-1]:
         h = activation(w @ h)

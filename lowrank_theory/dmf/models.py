@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.precision import DTYPE
-from ..core.validation import check_int
+from ..core.validation import check_int, check_sizes
 from . import deep_lora as dl
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
 # ------------------------------------------------------------------------- model
 def mlp_init(key, sizes: Sequence[int]) -> dict:
     """Parameters ``{"layer{i}": {"w": (out, in), "b": (out,)}}`` with LeCun-normal weights."""
+    sizes = check_sizes(sizes, "sizes", min_len=2, lo=1)
     keys = jax.random.split(key, len(sizes) - 1)
     return {
         f"layer{i}": {

@@ -63,6 +63,7 @@ from .models import (
 from .ntk import (
     Method as Method,
     check_kernel as check_kernel,
+    check_model_inputs as check_model_inputs,
     empirical_ntk as empirical_ntk,
     eta as eta,
     flat_grad_fn as flat_grad_fn,

@@ -29,7 +29,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
-from ..core.validation import as_array
+from ..core.validation import as_array, check_float
+from .ntk import check_model_inputs
 
 __all__ = [
     "FinetuneTrace",
@@ -212,6 +213,8 @@ def regularized_finetune(
     Lemma 3 (discrete update).
     """
     xx, yy, lam = _validate(x, y, lam, lr, steps)
+    if xx.ndim == 2:
+        check_model_inputs(f, params0, xx, "x")
     if update not in ("split", "joint"):
         raise ValueError(f"update must be 'split' or 'joint', got {update!r}")
     xe = xx if x_eval is None else as_array(x_eval, "x_eval")
@@ -239,6 +242,8 @@ def gradient_flow(
     integration error by comparing ``n_steps`` with ``2 * n_steps``.
     """
     xx, yy, lam = _validate(x, y, lam)
+    if xx.ndim == 2:
+        check_model_inputs(f, params0, xx, "x")
     if not (t_end > 0) or int(n_steps) < 1:
         raise ValueError("t_end must be > 0 and n_steps >= 1")
     static = (bool(selective), int(n_steps), "split")
@@ -281,8 +286,10 @@ def theorem2_bound(
     The statement as written has the *current* residual $\|f_{\theta_t}(x^*)-y^*\|$; that version
     is false (claim ``lin.theorem2.distance``); pass the current residual to evaluate it.
     """
-    t = np.asarray(times, dtype=float)
-    lam = np.asarray(lams, dtype=float)
+    t = np.asarray(as_array(times, "times", ndim=1))
+    lam = np.asarray(as_array(lams, "lams", ndim=1))
+    if lam.shape != t.shape:
+        raise ValueError(f"lams must have one entry per time, shape {t.shape}, got {lam.shape}")
     integral = np.zeros_like(t)
     for k in range(1, t.size):
         h = t[k] - t[k - 1]
@@ -317,6 +324,7 @@ def theorem3_bound_corrected(t, lam, lip_f, lip_grad, residual0) -> np.ndarray:
 
 def theorem4_threshold(residual0: float, lip_f: float, radius: float) -> float:
     r"""$\lambda_o = 2\|f_{\theta_0}(x^*)-y^*\|\,\mathrm{Lip}(f)/r$ (Theorem 4)."""
+    check_float(radius, "radius", lo=0.0, lo_open=True)
     return 2 * residual0 * lip_f / radius
 
 

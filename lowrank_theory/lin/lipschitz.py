@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..core.validation import as_array
+from ..core.validation import as_array, check_float, check_int
 
 __all__ = [
     "C2_TANH",
@@ -66,6 +66,7 @@ class LipschitzConstants(NamedTuple):
 
 def linear_model_lipschitz(x, radius: float) -> LipschitzConstants:
     r"""$f_\theta(x) = \langle\theta,x\rangle$: $\mathrm{Lip}(f) = \|X\|_2$, $\mathrm{Lip}(\nabla f)=0$."""
+    check_float(radius, "radius", lo=0.0)
     xx = np.asarray(as_array(x, "x", ndim=2))
     return LipschitzConstants(
         float(np.linalg.norm(xx, 2)), 0.0, float(radius), True, "linear model (exact)"
@@ -102,6 +103,8 @@ def sampled_lipschitz(f, params0: Any, x, radius: float, key, n_samples: int = 6
     ``certified=False``.
     """
     xx = as_array(x, "x", ndim=2)
+    check_float(radius, "radius", lo=0.0)
+    check_int(n_samples, "n_samples", lo=1)
     theta0, unravel = ravel_pytree(params0)
     p = theta0.size
 

@@ -38,7 +38,11 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
+
+from ..core.precision import require_x64
+from ..core.validation import check_float, check_int, check_sizes
 
 __all__ = [
     "MLP",
@@ -63,8 +67,10 @@ TASKS = ("digits", "synthetic")
 
 def mlp_init(key, sizes: Sequence[int], *, scale: float = 1.0) -> Params:
     r"""LeCun-normal initialisation $W_{ij}\sim\mathcal N(0, \text{scale}^2/d_{in})$, zero biases."""
-    if len(sizes) < 2 or sizes[-1] != 1:
+    sizes = check_sizes(sizes, "sizes", min_len=2, lo=1)
+    if sizes[-1] != 1:
         raise ValueError(f"sizes must be (d_in, ..., 1) with a scalar output, got {sizes}")
+    scale = check_float(scale, "scale", lo=0.0, lo_open=True)
     keys = jax.random.split(key, len(sizes) - 1)
     return [
         {
@@ -93,6 +99,7 @@ def _forward(params: Params, x, offsets=None, lora=None):
 
 def mlp_apply(params: Params, x: Float[Array, " d"]) -> Float[Array, ""]:
     """The MLP's scalar output for one input."""
+    require_x64()
     return _forward(params, x)[0]
 
 
@@ -135,6 +142,18 @@ class LayerSubset:
     base: Params = field(repr=False)
     layers: tuple[int, ...]
 
+    def __post_init__(self):
+        n = len(self.base)
+        bad = [
+            i
+            for i in self.layers
+            if isinstance(i, bool) or not isinstance(i, int | np.integer) or not 0 <= i < n
+        ]
+        if not self.layers or bad:
+            raise ValueError(
+                f"layers must be a non-empty tuple of layer indices in [0, {n}), got {self.layers}"
+            )
+
     def init(self) -> dict[int, dict[str, Array]]:
         return {i: dict(self.base[i]) for i in self.layers}
 
@@ -165,6 +184,10 @@ def layer_masked_ntk(
     (the mask is an argument, not a constant), behind :meth:`MLP.structured_ntk` and
     :meth:`LayerSubset.structured_ntk`.
     """
+    if mask.shape != (len(params),):
+        raise ValueError(
+            f"mask must have one weight per layer, shape ({len(params)},), got {mask.shape}"
+        )
     h1, d1 = _h_and_delta(params, x1)
     h2, d2 = _h_and_delta(params, x2)
     k = jnp.zeros((x1.shape[0], x2.shape[0]))
@@ -191,6 +214,10 @@ class LoRALayer:
     base: Params = field(repr=False)
     layer: int
     rank: int
+
+    def __post_init__(self):
+        check_int(self.layer, "layer", lo=0, hi=len(self.base) - 1)
+        check_int(self.rank, "rank", lo=1)
 
     def init(self, key, b_scale: float = 0.0) -> dict[str, Array]:
         d_in, d_out = self.base[self.layer]["W"].shape
@@ -241,6 +268,8 @@ def digits_tasks(key, n_pre: int, n_train: int, n_test: int):
     """
     from sklearn.datasets import load_digits
 
+    for name, v in (("n_pre", n_pre), ("n_train", n_train), ("n_test", n_test)):
+        check_int(v, name, lo=1)
     d = load_digits()
     x = jnp.asarray(d.data / 16.0)
     lab = jnp.asarray(d.target)
@@ -264,6 +293,9 @@ def digits_tasks(key, n_pre: int, n_train: int, n_test: int):
 def synthetic_tasks(key, d: int, n_pre: int, n_train: int, n_test: int):
     r"""Gaussian inputs $x\sim\mathcal N(0, I_d)$; pre-training target $\sin(w_1\cdot x)$,
     fine-tuning target $\sin(w_1\cdot x) + \tfrac12\cos(w_2\cdot x)$ with $\|w_i\| = 1$."""
+    check_int(d, "d", lo=1)
+    for name, v in (("n_pre", n_pre), ("n_train", n_train), ("n_test", n_test)):
+        check_int(v, name, lo=1)
     k1, k2, k3 = jax.random.split(key, 3)
     w = jax.random.normal(k1, (2, d))
     w = w / jnp.linalg.norm(w, axis=1, keepdims=True)
@@ -277,6 +309,9 @@ def synthetic_tasks(key, d: int, n_pre: int, n_train: int, n_test: int):
 def pretrain(params: Params, x, y, *, steps: int, lr: float = 1e-2) -> Params:
     r"""Adam (optax) on the mean squared error $\frac1n\|f(x)-y\|^2$, one jitted ``lax.scan``."""
     import optax
+
+    steps = check_int(steps, "steps", lo=0)
+    lr = check_float(lr, "lr", lo=0.0, lo_open=True)
 
     opt = optax.adam(lr)
 

@@ -31,11 +31,12 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float
 
 from ..core.precision import EPS
-from ..core.validation import as_array, as_matrix
+from ..core.validation import as_array, as_matrix, check_int
 
 __all__ = [
     "Method",
     "check_kernel",
+    "check_model_inputs",
     "empirical_ntk",
     "eta",
     "flat_grad_fn",
@@ -63,7 +64,28 @@ def _check_inputs(x, name):
     a = as_array(x, name)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a batch of inputs with shape (n, d), got {a.shape}")
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} holds no input (shape {a.shape}): the kernel would be empty")
     return a
+
+
+def check_model_inputs(f: Callable, params: Any, x: Array, name: str = "x") -> None:
+    """Refuses inputs a model cannot take, naming the argument, before any work is done.
+
+    Abstract evaluation of ``f(params, x[i])`` (``jax.eval_shape``: no FLOPs): inputs of the
+    wrong width, or a model that does not return a scalar, raise ``ValueError`` naming ``name``
+    instead of an XLA ``dot_general`` error deep inside a jitted kernel. ``x`` is a batch
+    ``(n, d)`` of inputs already validated (:func:`empirical_ntk`, the fine-tuning runs).
+    """
+    try:
+        out = jax.eval_shape(f, params, jax.ShapeDtypeStruct(x.shape[1:], x.dtype))
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"f(params, {name}[i]) fails for inputs of shape {x.shape[1:]} "
+            f"({name} has shape {x.shape}; wrong input width for this model?): {e}"
+        ) from e
+    if getattr(out, "shape", None) != ():
+        raise ValueError(f"f(params, x) must return a scalar, got {out}")
 
 
 def flat_grad_fn(f: Callable, params: Any) -> Callable:
@@ -204,6 +226,9 @@ def empirical_ntk(
         raise ValueError(f"x1 and x2 must have the same input shape, got {x1.shape}, {x2.shape}")
     if method not in ("auto", "jacobian", "ntvp", "structured"):
         raise ValueError(f"unknown method {method!r}")
+    if block_size is not None:
+        check_int(block_size, "block_size", lo=1)
+    check_model_inputs(f, params, x1, "x1")
     if method in ("auto", "structured") and hasattr(f, "structured_ntk"):
         return f.structured_ntk(params, x1, x2)
     if method == "structured":
@@ -218,9 +243,11 @@ def empirical_ntk(
 
 def naive_ntk(f: Callable, params: Any, x: Float[ArrayLike, "n d"]) -> Float[Array, "n n"]:
     r"""Reference: the full Jacobian $J$ (``vmap`` of ``grad``, $n\times p$ in memory), then $JJ^\top$."""
+    x = _check_inputs(x, "x")
+    check_model_inputs(f, params, x, "x")
     theta, _ = ravel_pytree(params)
     g = flat_grad_fn(f, params)
-    j = jax.jit(jax.vmap(g, in_axes=(None, 0)))(theta, jnp.asarray(x))
+    j = jax.jit(jax.vmap(g, in_axes=(None, 0)))(theta, x)
     return j @ j.T
 
 

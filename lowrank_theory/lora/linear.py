@@ -45,7 +45,7 @@ from ..core.linalg import (
     rank_from_singular_values,
 )
 from ..core.precision import EPS
-from ..core.validation import as_matrix, as_matrix_list, check_int
+from ..core.validation import as_matrix, as_matrix_list, check_float, check_int
 
 __all__ = [
     "LinearLemma1",
@@ -343,6 +343,8 @@ def train_linear_lora(
     assert r is not None
     check_int(starts, "starts", lo=1)
     check_int(steps, "steps", lo=1)
+    check_float(lr, "lr", lo=0.0, lo_open=True)
+    check_float(init_scale, "init_scale", lo=0.0, lo_open=True)
     w_stack = jnp.stack(ws)
     mask = (jnp.arange(d) < r).astype(w_stack.dtype)
     b, a, loss = _train_lora_jit(w_stack, wbar, mask, key, starts, steps, lr, init_scale)

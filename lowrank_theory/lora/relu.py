@@ -53,7 +53,7 @@ from jax import Array
 from jaxtyping import ArrayLike, Float
 
 from ..core.linalg import chain_product
-from ..core.validation import as_array, as_matrix, as_matrix_list, check_int
+from ..core.validation import as_array, as_matrix, as_matrix_list, check_float, check_int
 from .linear import LinearLemma1, lemma1_construction
 
 __all__ = [
@@ -456,6 +456,8 @@ def train_lora(
         raise ValueError(f"x and y must both be (n, D={d}); got {xa.shape} and {ya.shape}")
     check_int(seeds, "seeds", lo=1)
     check_int(steps, "steps", lo=1)
+    check_float(lr, "lr", lo=0.0, lo_open=True)
+    check_float(init_scale, "init_scale", lo=0.0, lo_open=True)
     mask = (jnp.arange(d) < rank).astype(xa.dtype)
     dw, b, loss, curve = _train_relu_jit(
         jnp.stack(ws), jnp.stack(bs), xa, ya, mask, key, seeds, steps, lr, init_scale, tune_biases

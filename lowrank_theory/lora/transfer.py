@@ -35,12 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import scipy.stats
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
 from ..core.linalg import low_rank_approx, pinv, psd_sqrt, rank_from_singular_values
-from ..core.validation import as_array, as_matrix, as_matrix_list, check_int
+from ..core.validation import as_array, as_matrix, as_matrix_list, check_float, check_int
 
 __all__ = [
     "estimate_shift",
@@ -95,6 +94,8 @@ def gaussianity_pvalue(x: Float[ArrayLike, "n D"], sigma: Float[ArrayLike, "D D"
     (a $\chi^2_D$ check of the covariance via its mean): the smallest p-value times the number
     of tests.
     """
+    import scipy.stats  # lazy: 0.5 s of import that only this test needs
+
     xa = np.asarray(as_matrix(x, "x"))
     n, d = xa.shape
     s = _check_sigma(sigma, d)
@@ -281,7 +282,7 @@ def reduced_rank_fit(
     xa = as_matrix(x, "X")
     if ya.shape[1] != xa.shape[1]:
         raise ValueError(f"Y {ya.shape} and X {xa.shape} must have the same number of columns")
-    k = check_int(k, "k (rank of Z)", lo=0)
+    k = check_int(k, "k (rank of Z)", lo=1, hi=min(ya.shape[0], xa.shape[0]))
     xp = pinv(xa, rtol=rtol)
     return low_rank_approx(ya @ xp @ xa, k) @ xp
 
@@ -302,7 +303,7 @@ def shift_from_rowspace(
     va = as_matrix(v, "V")
     if va.shape[0] != m1a.shape[1]:
         raise ValueError(f"V must have D = {m1a.shape[1]} rows, got {va.shape}")
-    k = check_int(k, "k (rank of Z)", lo=0)
+    k = check_int(k, "k (rank of Z)", lo=1, hi=min(m1a.shape))
     off = float(jnp.max(jnp.abs(va.T @ va - jnp.eye(va.shape[1]))))
     if off > 1e-8:
         raise ValueError(
@@ -376,6 +377,10 @@ def finetune_first_layer(
     ya = as_matrix(y, "y")
     k1, d = ms[0].shape
     r = k1 if rank is None else check_int(rank, "rank", lo=1, hi=min(k1, d))
+    check_int(seeds, "seeds", lo=1)
+    check_int(steps, "steps", lo=1)
+    check_float(lr, "lr", lo=0.0, lo_open=True)
+    check_float(init_scale, "init_scale", lo=0.0, lo_open=True)
     z, loss = _ft_jit(
         ms[0], tuple(ms[1:]), xa, ya, key, seeds, steps, lr, init_scale, r, rank is None
     )

@@ -23,7 +23,7 @@ import numpy as np
 from jax import Array
 
 from ..core.linalg import orth_np, psd_roots, random_orthonormal, random_with_spectrum_thin
-from ..core.validation import check_int
+from ..core.validation import check_float, check_int
 from .instance import PSD_RTOL, DeepLinearInstance, check_channels, selection_matrix, svd_rtol
 
 __all__ = ["build_instance", "with_label_shift_epsilon"]
@@ -85,8 +85,13 @@ def build_instance(
     dims, ell, residual_rank, channels = _check_structure(
         dims, ell, residual_rank, channels, delta, shift_inside
     )
+    check_float(residual_decay, "residual_decay", lo=0.0)
+    check_float(residual_scale, "residual_scale", lo=0.0)
     L, d, dp = len(dims) - 1, dims[ell], dims[ell - 1]
-    keys = jax.random.split(jax.random.key(int(seed)) if _is_int(seed) else seed, L + 8)
+    try:
+        keys = jax.random.split(jax.random.key(int(seed)) if _is_int(seed) else seed, L + 8)
+    except TypeError as e:
+        raise ValueError(f"seed must be an integer or a jax.random key, got {seed!r}") from e
     tmp = _pretrained(keys, dims, weight_cond, x_cond)
     (sig, q, p), wbar, wlow = (tmp.sigma_x_in, dims[-1], dims[0]), tmp.above(ell), tmp.below(ell)
     dt = _layer_residual(keys[L + 1], keys[L + 2], (d, dp), channels, residual_rank,

@@ -33,7 +33,7 @@ import numpy as np
 from jax import Array
 from jaxtyping import ArrayLike, Float
 
-from ..core.validation import check_int
+from ..core.validation import as_matrix, check_float, check_int
 from .instance import (
     PSD_RTOL,
     DeepLinearInstance,
@@ -135,6 +135,9 @@ def gd_lora(
     solution $\Delta^\star$ (:func:`~lowrank_theory.s2ft.solutions.min_norm_lora`).
     """
     ell = instance.check_layer(ell)
+    init_scale = check_float(init_scale, "init_scale", lo=0.0, lo_open=True)
+    if lr is not None:
+        check_float(lr, "lr", lo=0.0, lo_open=True)
     target = min_norm_lora(instance, ell, r, n, key=key, data=data).delta
     h, s2, cq = _stats(instance, ell, n, key, data)
     if lr is None:
@@ -169,6 +172,8 @@ def gd_s2ft(
     ``rate_bound``).
     """
     ell = instance.check_layer(ell)
+    if lr is not None:
+        check_float(lr, "lr", lo=0.0, lo_open=True)
     fit = min_norm_s2ft(instance, ell, S, n, key=key, data=data)
     us = selection_matrix(S, instance.dims[ell])
     h, s2, cq = _stats(instance, ell, n, key, data)
@@ -251,8 +256,14 @@ def s2ft_sparse_update(
     w_ell: Float[ArrayLike, "d_ell d_prev"], S: Sequence[int], v: Float[ArrayLike, "d_prev s"]
 ) -> Float[np.ndarray, "d_ell d_prev"]:
     r"""$W_\ell + U_SV^\top$ (scatter of $V^\top$ into the rows $S$)."""
+    w_ell = np.asarray(as_matrix(w_ell, "w_ell"))
     us = selection_matrix(S, w_ell.shape[0])
-    return w_ell + us @ np.asarray(v).T
+    va = np.asarray(as_matrix(v, "v"))
+    if va.shape != (w_ell.shape[1], us.shape[1]):
+        raise ValueError(
+            f"v must have shape (d_prev, |S|) = {(w_ell.shape[1], us.shape[1])}, got {va.shape}"
+        )
+    return w_ell + us @ va.T
 
 
 def s2ft_dense_update(
