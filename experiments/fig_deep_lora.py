@@ -43,7 +43,7 @@ import numpy as np
 
 from lowrank_theory.core.stats import ci95
 from lowrank_theory.dmf import models
-from lowrank_theory.pipeline.plotting import COLORS, subplots
+from lowrank_theory.pipeline.plotting import COLORS, legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
@@ -219,7 +219,7 @@ def plot(result: dict, cfg: Config):
             ylabel=t["metric_name"],
             title=f"(a) {name}: metric vs n (r={cfg.r})",
         )
-        ax.legend(fontsize=7)
+        legend_outside(ax, "below", fontsize=7)
         ax = row[1]
         nmax = max(cfg.ns)
         bins = np.arange(cfg.r + 2)
@@ -241,7 +241,7 @@ def plot(result: dict, cfg: Config):
             title=f"(b) ranks at the end, n={nmax}",
             xticks=bins[:-1],
         )
-        ax.legend(fontsize=7)
+        legend_outside(ax, "below", fontsize=7)
         ax = row[2]
         _method_bands(ax, t["by_r"], f"{name}/r", cfg.ranks, names)
         _log_ticks(ax, cfg.ranks)
@@ -250,7 +250,7 @@ def plot(result: dict, cfg: Config):
             ylabel=t["metric_name"],
             title=f"(c) metric vs r, n={cfg.ablation_n}",
         )
-        ax.legend(fontsize=7)
+        legend_outside(ax, "below", fontsize=7)
         ax = row[3]
         labels = {
             "full": "original (full width)",
@@ -269,7 +269,7 @@ def plot(result: dict, cfg: Config):
             ylabel="training loss",
             title=f"(d) D.2 ablation, n={cfg.ablation_n}",
         )
-        ax.legend(fontsize=7)
+        legend_outside(ax, "below", fontsize=7)
     fig.suptitle(f"Deep LoRA vs LoRA, {cfg.seeds} seeds, 95% CI bands", fontsize=10)
     return fig
 

@@ -37,7 +37,7 @@ from lowrank_theory.dmf.completion import (
     padded_narrow_init,
     run_gd_from_inits,
 )
-from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.plotting import legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
@@ -107,7 +107,7 @@ def plot(result: dict, cfg: Config):
                    title=f"iterations to squared train residual < {cfg.tol**2:g}")  # fmt: skip
     for ax in axes.flat:
         ax.axvline(cfg.rstar, color="k", ls=":", lw=1)
-        ax.legend()
+        legend_outside(ax, "below")
     fig.suptitle(f"Fig. 2: d={cfg.d}, r*={cfg.rstar}, eps={cfg.eps}, "
                  f"{int(100 * cfg.frac)}% observed", fontsize=9)  # fmt: skip
     return fig

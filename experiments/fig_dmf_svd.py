@@ -28,7 +28,7 @@ import numpy as np
 
 import lowrank_theory as lt
 from lowrank_theory.core.linalg import principal_angles, random_with_spectrum
-from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.plotting import legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
@@ -51,13 +51,24 @@ class Config:
         return cls()
 
 
-def _run(cfg: Config) -> dict:
+def _setup(cfg: Config):
     k1, k2 = jax.random.split(jax.random.key(cfg.seed))
     ws = lt.orthogonal_init(k1, cfg.d, cfg.depth, cfg.eps)
     phi = random_with_spectrum(k2, cfg.d, cfg.d, np.linspace(1.0, 0.5, cfg.rstar))
+    return ws, phi
+
+
+def _gd(cfg: Config) -> dict:
+    """The GD run: W_1(t) at every step."""
+    ws, phi = _setup(cfg)
     res = lt.run_factorization(ws, phi, lr=cfg.lr, steps=cfg.steps, record_every=1,
                                record=("weights",))  # fmt: skip
-    w1 = np.asarray(res.records["weights"][0])
+    return {"w1": np.asarray(res.records["weights"][0])}
+
+
+def _analysis(cfg: Config, w1: np.ndarray) -> dict:
+    """Singular values and angles of the recorded W_1(t)."""
+    ws, phi = _setup(cfg)
     k = 2 * cfg.rstar
     rho = lt.rho_sequence(cfg.eps, cfg.lr, 0.0, cfg.steps, depth=cfg.depth)[:, 0]
     sub = lt.invariant_subspaces(ws, phi, cfg.rstar)
@@ -96,7 +107,9 @@ def _run(cfg: Config) -> dict:
 
 
 def main(cfg: Config, sweep: Sweep) -> dict:
-    return sweep.run(["run"], lambda _: _run(cfg))["run"]
+    # two cached points: the GD trajectory, then its SVD analysis
+    w1 = np.asarray(sweep.run(["gd"], lambda _: _gd(cfg), desc="gd")["gd"]["w1"])
+    return sweep.run(["analysis"], lambda _: _analysis(cfg, w1), desc="analysis")["analysis"]
 
 
 def plot(result: dict, cfg: Config):
@@ -108,7 +121,7 @@ def plot(result: dict, cfg: Config):
         axes[0, 0].plot(t, sig[:, i], color="C0", lw=1, alpha=0.7)
     axes[0, 0].plot(t, np.abs(result["rho"]), "k--", lw=1, label=r"$\rho(t)$ from (6)")
     axes[0, 0].set(xlabel="iteration t", ylabel=r"$\sigma_i(W_1(t))$", title="singular values")
-    axes[0, 0].legend()
+    legend_outside(axes[0, 0], "below", ncol=1)
     for ax, key, inv, nm in ((axes[0, 1], "angle_v_top", "angle_v_invariant", "v"),
                              (axes[0, 2], "angle_u_top", "angle_u_invariant", "u")):  # fmt: skip
         a = np.array(result[key])
@@ -118,7 +131,7 @@ def plot(result: dict, cfg: Config):
                 label=f"invariant span vs Thm 2.1 ({cfg.d - k} dims)")  # fmt: skip
         ax.set(xlabel="iteration t", ylabel="degrees",
                title=rf"$\angle({nm}_i(t), {nm}_i(1))$, top {k} (blue)")  # fmt: skip
-        ax.legend()
+        legend_outside(ax, "below", ncol=1)
     fig.suptitle(f"Fig. 3: L={cfg.depth}, d={cfg.d}, r*={cfg.rstar}, eps={cfg.eps}", fontsize=9)
     return fig
 

@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 from lowrank_theory.lin.linearization import regularized_finetune
 from lowrank_theory.lin.models import TASKS, LayerSubset, LoRALayer, pretrained_task
 from lowrank_theory.lin.ntk import empirical_ntk, risk_bounds
-from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.plotting import legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 SUBSETS = ("0", "1", "2", "0+1", "1+2", "0+1+2", "lora0", "lora1")
@@ -149,8 +149,13 @@ def plot(result: dict, cfg: Config):
             ylabel=r"training loss $\|f-y\|^2$",
             title=f"{task}: Spearman(κ, FT loss) = {res['spearman_kappa_ftloss']:.2f}",
         )
-        a.legend(
-            fontsize=6, ncol=2, title="o KRR risk + Thm 5 bars; x fine-tuned", title_fontsize=6
+        legend_outside(
+            a,
+            "below",
+            fontsize=6,
+            ncol=2,
+            title="o KRR risk + Thm 5 bars; x fine-tuned",
+            title_fontsize=6,
         )
     fig.suptitle(
         f"Theorem 5 sandwich and fine-tuning loss per parameter subset (σ={cfg.sigma}, "

@@ -40,7 +40,7 @@ from lowrank_theory.lin.linearization import (
 )
 from lowrank_theory.lin.lipschitz import two_layer_lipschitz
 from lowrank_theory.lin.models import MLP, pretrained_task
-from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.plotting import legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
@@ -130,15 +130,30 @@ def main(cfg: Config, sweep: Sweep) -> dict:
     }
 
 
+def _bound(a, x, y, data, label: str) -> None:
+    """A bound curve on a log axis clipped at 30x the data: off-scale values are drawn as
+    triangles on the top edge (a 1e10 bound would squash the data into one line)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    top = 30 * float(np.nanmax(np.asarray(data, float)))
+    on = y <= top
+    a.plot(x[on], y[on], "k--", label=label if on.all() else None)
+    if (~on).any():
+        a.plot(x[~on], np.full(int((~on).sum()), top), "k^", clip_on=False,
+               label=f"{label}\n(off scale, up to {y.max():.0e}: top edge)")  # fmt: skip
+        a.set_ylim(top=top)
+
+
 def plot(result: dict, cfg: Config):
     rows = result["rows"]
     lam = np.array([max(r["lam"], 0.03) for r in rows])
     fig, ax = subplots(1, 3, width=3.6)
     a = ax[0, 0]
     a.plot(lam, [r["dist"] for r in rows], "o-", label=r"$\|\theta_T-\theta_0\|$")
-    a.plot(lam, [r["thm2_bound"] for r in rows], "k--", label="Thm 2 (corrected), certified")
-    a.set(xscale="log", yscale="log", xlabel=r"$\lambda$ (0 plotted at 0.03)", title="distance")
-    a.legend(fontsize=7)
+    a.set(xscale="log", yscale="log", xlabel=r"$\lambda$ (0 plotted at 0.03)", title="distance",
+          ylabel="parameter distance")  # fmt: skip
+    _bound(a, lam, [r["thm2_bound"] for r in rows], [r["dist"] for r in rows],
+           "Thm 2 (corrected), certified")  # fmt: skip
+    legend_outside(a, "below", fontsize=7)
     a = ax[0, 1]
     a.plot(
         lam, [r["gap"] for r in rows], "o-", label=r"gap $\|f_{\theta_T}-\bar f_{\bar\theta_T}\|$"
@@ -151,18 +166,22 @@ def plot(result: dict, cfg: Config):
         label=r"Taylor remainder $\|f_{\theta_T}-\bar f_{\theta_T}\|$",
     )
     b3 = [(lv, r["thm3_bound"]) for lv, r in zip(lam, rows, strict=True) if r["thm3_bound"]]
-    a.plot(*zip(*b3, strict=True), "k--", label="Thm 3, certified")
-    a.set(xscale="log", yscale="log", xlabel=r"$\lambda$", title="linearisation gap (train)")
-    a.legend(fontsize=7)
+    a.set(xscale="log", yscale="log", xlabel=r"$\lambda$", title="linearisation gap (train)",
+          ylabel="gap on the training inputs")  # fmt: skip
+    if b3:
+        gaps = [r[k] for r in rows for k in ("gap", "taylor_gap")]
+        _bound(a, *zip(*b3, strict=True), gaps, "Thm 3, certified")
+    legend_outside(a, "below", fontsize=7)
     a = ax[0, 2]
     a.plot(lam, [r["loss"] for r in rows], "o-", label="train MSE f")
     a.plot(lam, [r["lin_loss"] for r in rows], "s--", mfc="none", label=r"train MSE $\bar f$")
     a2 = a.twinx()
     a2.plot(lam, [100 * r["acc"] for r in rows], "^-", color="C2", label="test acc f (%)")
     a2.set_ylabel("test accuracy (%)")
-    a.set(xscale="log", xlabel=r"$\lambda$", title="loss and accuracy")
-    a.legend(fontsize=7, loc="upper left")
-    a2.legend(fontsize=7, loc="lower right")
+    a.set(xscale="log", xlabel=r"$\lambda$", ylabel="train MSE", title="loss and accuracy")
+    h1, l1 = a.get_legend_handles_labels()
+    h2, l2 = a2.get_legend_handles_labels()
+    legend_outside(a, "below", handles=h1 + h2, labels=l1 + l2, fontsize=7)
     fig.suptitle(
         f"digits, MLP (64,{cfg.width},1): split GD, $\\eta$={cfg.lr}, T={cfg.steps}; "
         f"Lip(f)={result['lip_f']:.3g}, Lip(∇f)={result['lip_grad']:.3g} certified on "

@@ -108,6 +108,7 @@ def plot(result: dict, cfg: Config):
         a.set_xticks(xs, [f"{r['name']}\nη={r['eta']:.2g}" for r in rows], fontsize=7, rotation=0)
         a.set(
             yscale="log",
+            xlabel=r"layer added to the fine-tuned set, with its $\eta$",
             ylabel=r"$\rho=(\mathcal{R}(\theta\cup\hat\theta)/\mathcal{R}(\theta))^{1/2}$",
         )
         a.set_title(

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.plotting import legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
@@ -158,7 +158,7 @@ def plot(result: dict, cfg: Config):
         ylabel=r"$\mathbb{E}\|f(x)-\bar f(x)\|_2^2$",
         title=r"one-layer target (Lemma 9); dashed: tr$\Sigma\,\sigma^2_{RL+1}(E)$",
     )
-    ax.legend(loc="upper right", fontsize=6)
+    legend_outside(ax, "below", fontsize=6)
     ex = result["example1"]
     ax = axes[0, 1]
     ranks = np.array(ex["ranks"])
@@ -174,7 +174,7 @@ def plot(result: dict, cfg: Config):
         ylabel=r"$\mathbb{E}\|f(x)-\bar f(x)\|_2$",
         title=r"Example 1: $\bar L=2$, $L=4$ (Theorem 5)",
     )
-    ax.legend(loc="upper right", fontsize=6)
+    legend_outside(ax, "below", fontsize=6)
     for a in axes.flat:
         a.set_yscale("symlog", linthresh=1e-4)
         a.set_ylim(bottom=0.0)

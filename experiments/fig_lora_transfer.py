@@ -39,7 +39,7 @@ import numpy as np
 
 import lowrank_theory as lt
 from lowrank_theory.core.linalg import random_orthogonal, random_with_spectrum
-from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.plotting import legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
@@ -133,8 +133,8 @@ def plot(result: dict, cfg: Config):
             ax.plot(ns, u, ":", color="k", lw=1, label=r"$\|ZVV^\top\|_F/\|Z\|_F$")
         ax.set(xscale="log", yscale="log", xlabel="target samples n", title=titles[fam])
         ax.set_ylabel(r"$\|\hat Z-Z\|_F/\|Z\|_F$")
-    axes[0, 0].legend(fontsize=6, loc="lower left")
-    axes[0, 1].legend(fontsize=6, loc="lower left")
+    legend_outside(axes[0, 0], "below", fontsize=6)
+    legend_outside(axes[0, 1], "below", fontsize=6)
     fig.suptitle(f"rank-{cfg.k} first-layer shift, D={cfg.d}, k1={cfg.k1}", fontsize=9)
     return fig
 

@@ -23,7 +23,7 @@ import numpy as np
 
 import lowrank_theory as lt
 from lowrank_theory.core.linalg import random_with_spectrum
-from lowrank_theory.pipeline.plotting import subplots
+from lowrank_theory.pipeline.plotting import legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 
 
@@ -73,7 +73,7 @@ def plot(result: dict, cfg: Config):
         ax.set(xlabel="index i", ylabel=r"$\sigma_i/\sigma_1$")
     axes[0, 0].set_title(r"ReLU (13): $\nabla_{W_2}\ell(\Theta(0))$")
     axes[0, 1].set_title(r"linear (1): $\nabla_{W_2}\ell(\Theta(0))$")
-    axes[0, 0].legend()
+    legend_outside(axes[0, 0], "below")
     fig.suptitle(f"Fig. 9: L=3, d={cfg.d}, r*={cfg.rstar}, eps={cfg.eps}", fontsize=9)
     return fig
 

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 import lowrank_theory as lt
-from lowrank_theory.pipeline.plotting import COLORS, subplots
+from lowrank_theory.pipeline.plotting import COLORS, legend_outside, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 from lowrank_theory.s2ft import (
     bias_lora,
@@ -196,8 +196,8 @@ def plot(result: dict, cfg: Config):
     top = max(max(np.mean(p["risks"][k]) for p in pts) for k in result["floors"])
     bot = min(result["floors"].values())
     axes[0, 0].set_ylim(max(bot, 1e-4) / 2, 4 * top)
-    axes[0, 0].legend(fontsize=6)
-    axes[0, 1].legend(fontsize=6)
+    legend_outside(axes[0, 0], "below", fontsize=6)
+    legend_outside(axes[0, 1], "below", fontsize=6)
     fig.suptitle(
         f"Theorem F.7: dims {cfg.dims}, ℓ = {cfg.ell}, {cfg.reps} replicates per n", fontsize=9
     )

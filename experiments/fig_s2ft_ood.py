@@ -35,7 +35,7 @@ import numpy as np
 
 import lowrank_theory as lt
 from lowrank_theory.core.linalg import low_rank_approx_np
-from lowrank_theory.pipeline.plotting import COLORS, subplots
+from lowrank_theory.pipeline.plotting import COLORS, shared_legend, subplots
 from lowrank_theory.pipeline.records import Sweep, run_experiment
 from lowrank_theory.s2ft import label_shift_epsilon, pretrained
 from lowrank_theory.s2ft.notation import notation
@@ -159,7 +159,10 @@ def plot(result: dict, cfg: Config):
             den = pre if rel else np.ones_like(pre)
             for name, c in colors.items():
                 y = np.array([p[key][name] for p in pts]) / den
-                ax.plot(x, y, "o-", color=c, ms=3, label=name)
+                if name == "pre-trained":  # wide and on top: other curves run along it
+                    ax.plot(x, y, "s-", color=c, ms=5, lw=3, alpha=0.6, zorder=4, label=name)
+                else:
+                    ax.plot(x, y, "o-", color=c, ms=3, label=name)
                 if key == "finite_mean":
                     sd = np.array([p["finite_std"][name] for p in pts]) / den
                     ax.fill_between(x, y - sd, y + sd, color=c, alpha=0.15, lw=0)
@@ -196,7 +199,7 @@ def plot(result: dict, cfg: Config):
             else:
                 ax.set(ylabel="OOD excess risk", title=title)
                 ax.set_yscale("symlog", linthresh=1e-2)
-    axes[0, 0].legend(fontsize=6, loc="lower right")
+    shared_legend(axes, axes[0, 1], fontsize=7)  # the four panels share their series
     fig.suptitle(
         f"Theorem 4.2: r = {cfg.r}, s = {result['s']}, dims {cfg.dims}, ℓ = {cfg.ell}; "
         f"S2FT-R channels {result['channels']['S2FT-R']}, S2FT-G {result['channels']['S2FT-G']}",

@@ -1,5 +1,6 @@
 """Experiment records: atomic writes, metadata, resumable sweeps, figure smoke runs."""
 
+import dataclasses
 import json
 import os
 import runpy
@@ -97,10 +98,18 @@ def _run_quick(script: Path, out: Path) -> dict:
     return rec
 
 
+def _quick_dir(tmp_path_factory) -> Path:
+    """The session's folder of --quick records, read again by tests/test_figures.py."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # shared by the workers
+        base = base.parent
+    return base / "figs_quick"
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
-def test_every_figure_script_quick_smoke(script, tmp_path):
+def test_every_figure_script_quick_smoke(script, tmp_path_factory):
     """Every experiments/fig_*.py runs end to end with --quick and writes PNG + JSON record."""
-    rec = _run_quick(script, tmp_path)
+    rec = _run_quick(script, _quick_dir(tmp_path_factory))
     if script.stem == "fig_deep_lora":  # all four panels' data, panel (d) with its three variants
         t = rec["result"]["tasks"][0]
         assert set(t["ablation"]) == {f"teacher/ablation/{m}" for m in ("full", "deep", "narrow")}
@@ -128,3 +137,88 @@ def test_make_knows_every_figure():
         ["make", "-n", "-C", str(ROOT), "fig-lora-linear"], capture_output=True, text=True
     )
     assert "experiments/fig_lora_linear.py" in out.stdout
+
+
+def test_stale_cache_point_is_recomputed_and_the_record_says_why(tmp_path, monkeypatch):
+    calls = []
+    s = eio.Sweep("t", {"cfg": 1}, tmp_path)
+    s.run(["a", "b"], lambda k: calls.append(k) or {"k": k})
+    s2 = eio.Sweep("t", {"cfg": 1}, tmp_path)
+    assert s2.run(["a", "b"], lambda k: calls.append(k) or {"k": k}) == {
+        "a": {"k": "a"},
+        "b": {"k": "b"},
+    }
+    assert calls == ["a", "b"] and s2.summary()["stale"] == 0 and s2.summary()["reason"] is None
+    # the library's sources change: every cached point is recomputed, and the record says why
+    monkeypatch.setattr(eio, "source_hash", lambda: "0123456789abcdef")
+    s3 = eio.Sweep("t", {"cfg": 1}, tmp_path)
+    s3.run(["a", "b"], lambda k: calls.append(k) or {"k": k})
+    assert calls == ["a", "b", "a", "b"]
+    summ = s3.summary()
+    assert (summ["computed"], summ["reused"], summ["stale"]) == (2, 0, 2)
+    assert summ["reason"] == "library sources changed"
+    # ... and now under the new fingerprint they are reused
+    s4 = eio.Sweep("t", {"cfg": 1}, tmp_path)
+    s4.run(["a", "b"], lambda k: calls.append(k) or {"k": k})
+    assert s4.reused == 2 and len(calls) == 4
+    # a package upgrade is stale as well
+    real = eio.package_versions()
+    monkeypatch.setattr(eio, "package_versions", lambda: {**real, "jax": "9.9.9"})
+    s5 = eio.Sweep("t", {"cfg": 1}, tmp_path)
+    s5.run(["a"], lambda k: {"k": k})
+    assert s5.stale == 1 and "package versions changed (jax" in s5.summary()["reason"]
+
+
+def test_cache_point_of_the_old_format_is_stale(tmp_path):
+    s = eio.Sweep("t", {"cfg": 1}, tmp_path)
+    s.dir.mkdir(parents=True)
+    (s.dir / "a.json").write_text(json.dumps({"k": "old"}))  # written by the code before
+    assert s.run(["a"], lambda k: {"k": "new"}) == {"a": {"k": "new"}}
+    assert s.stale == 1 and "older cache format" in s.summary()["reason"]
+
+
+def test_ctrl_c_ends_with_one_line_saying_what_was_saved(tmp_path, capsys):
+    def main(cfg, sweep):
+        def fn(k):
+            if k == "c":
+                raise KeyboardInterrupt
+            return {"k": k}
+
+        return sweep.run(["a", "b", "c", "d"], fn, desc="pts")
+
+    with pytest.raises(SystemExit) as e:
+        eio.run_experiment("t", _Cfg, main, lambda r, c: None, script=__file__,
+                           argv=["--out", str(tmp_path)])  # fmt: skip
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("t: interrupted at point c;")
+    assert "2 finished point(s) saved" in last and "run the same command again" in last
+    assert "Traceback" not in err
+    # progress: one line per finished point
+    assert "pts 1/4 [a]" in err and "pts 2/4 [b]" in err
+    # the rerun resumes from the two saved points
+    sw = eio.Sweep("t", _Cfg(), tmp_path / ".cache")
+    assert sw.get("a") == {"k": "a"} and sw.get("b") == {"k": "b"} and sw.get("c") is None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    seed: int = 0
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+
+def test_split_figures_resume_inside_the_figure(tmp_path, capsys):
+    """dmf-svd is two sweep points: a rerun after an interruption reuses the first (same result)."""
+    script = ROOT / "experiments" / "fig_dmf_svd.py"
+    mod = runpy.run_path(str(script))
+    cfg = mod["Config"].quick()
+    first = mod["main"](cfg, eio.Sweep("dmf-svd", cfg, tmp_path))
+    (eio.Sweep("dmf-svd", cfg, tmp_path).dir / "analysis.json").unlink()  # "interrupted" there
+    s = eio.Sweep("dmf-svd", cfg, tmp_path)
+    again = mod["main"](cfg, s)
+    assert (s.reused, s.computed) == (1, 1)
+    assert eio.to_jsonable(again) == eio.to_jsonable(first)

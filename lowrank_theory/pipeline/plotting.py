@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.transforms import ScaledTranslation
 
 #: Colours by method, shared across figures so a method looks the same everywhere.
 COLORS = {
@@ -50,6 +51,33 @@ def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: floa
             if k == "axes.grid" and v:
                 ax.grid(True, alpha=STYLE["grid.alpha"])
     return fig, axes
+
+
+def legend_outside(ax, where: str = "right", *, handles=None, labels=None, fontsize=7, **kw):
+    """A legend beside (``"right"``) or under (``"below"``) the axes, so it covers no data.
+
+    ``tight_layout`` (in :func:`png_bytes`) makes room for it."""
+    if where == "right":
+        kw = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), **kw}
+    elif where == "below":  # under the tick labels and the x label, whatever the panel's height
+        lines = 1 + ax.get_xlabel().count("\n") if ax.get_xlabel() else 0
+        drop = ScaledTranslation(0, -(0.3 + 0.17 * lines), ax.figure.dpi_scale_trans)
+        kw = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "ncol": 1,
+              "bbox_transform": ax.transAxes + drop, **kw}  # fmt: skip
+    else:
+        raise ValueError(f"where must be 'right' or 'below', got {where!r}")
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    return ax.legend(handles, labels, fontsize=fontsize, borderaxespad=0.0, **kw)
+
+
+def shared_legend(axes, anchor, where: str = "right", **kw):
+    """One legend for panels that share their series (deduplicated by label), beside ``anchor``."""
+    seen: dict[str, object] = {}
+    for ax in getattr(axes, "flat", axes):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    return legend_outside(anchor, where, handles=list(seen.values()), labels=list(seen), **kw)
 
 
 def png_bytes(fig) -> bytes:

@@ -22,12 +22,19 @@ Every figure script in ``experiments/`` follows one shape::
 ``figures/.cache/<name>/<config hash>/`` (so an interrupted sweep resumes where it stopped), and
 writes ``figures/<name>.png`` and ``figures/<name>.json`` atomically (the JSON holds the result
 with the config, seed, package versions, machine and wall time).
+
+Each cached point also records the :func:`code_fingerprint` it was computed with (a hash of the
+library's sources and the package versions); a point cached by other code is *stale*: it is
+recomputed, and the record's ``"cache"`` entry counts it and says why. Every point prints a
+progress line; Ctrl-C ends the script with one line saying how many points are saved (a rerun
+resumes from them) and exit status 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -148,6 +155,40 @@ def run_metadata(config: Any, seed: int | None, wall_time_s: float | None = None
     }
 
 
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """SHA-256 (short) of the contents of the library's ``*.py`` and ``*.cc`` files.
+
+    Computed once per process; any edit to the library changes it, so a cached sweep point
+    computed by other code is recognised as stale (:class:`Sweep`)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    files = sorted(p for ext in ("*.py", "*.cc") for p in root.rglob(ext))
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_fingerprint() -> dict[str, Any]:
+    """What a cached point depends on besides its config: library sources and package versions."""
+    return {"source": source_hash(), "versions": package_versions()}
+
+
+def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
+    """Why a point cached under fingerprint ``old`` is stale under ``new`` (``None``: it is not)."""
+    if not isinstance(old, dict):
+        return "cached without a code fingerprint (older cache format)"
+    why = []
+    if old.get("source") != new["source"]:
+        why.append("library sources changed")
+    ov, nv = old.get("versions") or {}, new["versions"]
+    changed = [f"{k} {ov.get(k)} -> {nv[k]}" for k in sorted(nv) if ov.get(k) != nv[k]]
+    if changed:
+        why.append("package versions changed (" + ", ".join(changed) + ")")
+    return "; ".join(why) or None
+
+
 def config_hash(config: Any) -> str:
     """Stable short hash of a configuration (dataclass or dict)."""
     blob = json.dumps(to_jsonable(config), sort_keys=True).encode()
@@ -187,14 +228,24 @@ class Sweep:
     ``sweep.run(keys, fn)`` calls ``fn(key)`` for each key not yet cached, stores the JSON-able
     result atomically, and returns ``{key: result}`` for every key. Killing the process and
     running the same command again recomputes only the missing points. The cache lives under
-    ``<root>/<name>/<config hash>/``, so a changed configuration never reuses stale points.
+    ``<root>/<name>/<config hash>/``, so a changed configuration never reuses stale points; each
+    point stores the :func:`code_fingerprint` it was computed with, and a point computed by other
+    library sources or package versions is recomputed (counted in ``stale``, ``reasons`` says
+    why). A point's value goes through JSON (floats round-trip exactly), so a resumed sweep
+    returns the same numbers as an uninterrupted one.
     """
+
+    _TAG = "lowrank_theory.sweep_point"
 
     def __init__(self, name: str, config: Any, root: Path | None):
         self.name = name
         self.dir = None if root is None else Path(root) / name / config_hash(config)
         self.computed = 0
         self.reused = 0
+        self.stale = 0
+        self.reasons: list[str] = []
+        self.saved: list[str] = []  # keys on disk (reused or written) in this process
+        self.pending: list[str] = []  # keys of the sweep now running that are not yet done
 
     def _path(self, key: str) -> Path:
         assert self.dir is not None
@@ -202,23 +253,44 @@ class Sweep:
         return self.dir / f"{safe}.json"
 
     def get(self, key: str) -> Any | None:
+        """The cached value of ``key``, or ``None`` when it is missing or stale."""
         if self.dir is None:
             return None
         p = self._path(key)
-        if p.exists():
-            return json.loads(p.read_text())
-        return None
+        if not p.exists():
+            return None
+        data = json.loads(p.read_text())
+        fp = data.get("fingerprint") if isinstance(data, dict) and self._TAG in data else None
+        why = stale_reason(fp, code_fingerprint())
+        if why is not None:
+            self.stale += 1
+            if why not in self.reasons:
+                self.reasons.append(why)
+            return None
+        return data["value"]
 
     def put(self, key: str, value: Any) -> Any:
         value = to_jsonable(value)
         if self.dir is not None:
-            atomic_write_text(self._path(key), json.dumps(value))
+            rec = {self._TAG: 1, "fingerprint": code_fingerprint(), "value": value}
+            atomic_write_text(self._path(key), json.dumps(rec))
+            self.saved.append(key)
         return value
+
+    def summary(self) -> dict[str, Any]:
+        """The ``"cache"`` entry of the figure's record."""
+        out: dict[str, Any] = {"computed": self.computed, "reused": self.reused}
+        out["stale"] = self.stale
+        out["reason"] = "; ".join(self.reasons) if self.stale else None
+        out["source_hash"] = source_hash()
+        return out
 
     def run(self, keys: Iterable[str], fn: Callable[[str], Any], desc: str = "") -> dict[str, Any]:
         keys = list(keys)
+        desc = desc or self.name
         out: dict[str, Any] = {}
         todo = []
+        stale0 = self.stale
         for k in keys:
             v = self.get(k)
             if v is None:
@@ -226,15 +298,23 @@ class Sweep:
             else:
                 out[k] = v
                 self.reused += 1
-        if self.reused and todo:
-            print(
-                f"  {desc or self.name}: resuming, {len(out)} of {len(keys)} points cached",
-                file=sys.stderr,
-                flush=True,
-            )
-        for k in progress(todo, len(todo), desc or self.name):
+                self.saved.append(k)
+        if self.stale > stale0:
+            print(f"  {desc}: recomputing {self.stale - stale0} cached point(s): "
+                  f"{'; '.join(self.reasons)}", file=sys.stderr, flush=True)  # fmt: skip
+        if out and todo:
+            print(f"  {desc}: resuming, {len(out)} of {len(keys)} points cached",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        self.pending = list(todo)
+        t0 = time.perf_counter()
+        for i, k in enumerate(todo, 1):
             out[k] = self.put(k, fn(k))
+            self.pending.remove(k)
             self.computed += 1
+            el = time.perf_counter() - t0
+            eta = el / i * (len(todo) - i)
+            print(f"  {desc} {i}/{len(todo)} [{k}] ({el:.0f} s, eta {eta:.0f} s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
         return {k: out[k] for k in keys}
 
 
@@ -273,10 +353,14 @@ def run_experiment(
     sweep = Sweep(name, cfg, None if args.no_cache else out / ".cache")
     print(f"{name}: config {to_jsonable(cfg)}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    result = main(cfg, sweep)
+    try:
+        result = main(cfg, sweep)
+    except KeyboardInterrupt:
+        print(interrupted_message(name, sweep), file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     wall = time.perf_counter() - t0
     record = run_metadata(cfg, getattr(cfg, "seed", None), wall)
-    record["cache"] = {"computed": sweep.computed, "reused": sweep.reused}
+    record["cache"] = sweep.summary()
     record["result"] = to_jsonable(result)
     atomic_write_text(out / f"{name}.json", json.dumps(record, indent=1))
     from .plotting import png_bytes  # matplotlib only when a figure is drawn
@@ -284,6 +368,17 @@ def run_experiment(
     atomic_write_bytes(out / f"{name}.png", png_bytes(plot(result, cfg)))
     print(f"{name}: wrote {out / (name + '.png')} and .json in {wall:.1f} s", file=sys.stderr)
     return record
+
+
+def interrupted_message(name: str, sweep: Sweep) -> str:
+    """The one line printed when a figure script is interrupted (Ctrl-C)."""
+    if sweep.dir is None:
+        return f"{name}: interrupted; nothing saved (--no-cache)"
+    now = f" at point {sweep.pending[0]}" if sweep.pending else ""
+    return (
+        f"{name}: interrupted{now}; {len(sweep.saved)} finished point(s) saved in {sweep.dir}, "
+        "run the same command again to resume from them"
+    )
 
 
 def seconds_per_step(run: Callable[[int], object], steps: int) -> float:
