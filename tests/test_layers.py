@@ -5,8 +5,8 @@
 * ``claims/<paper>`` imports that paper, ``core``, ``claims.base`` and its own siblings;
 * nothing imports ``pipeline`` except ``pipeline`` itself and ``__main__``;
 * no ``_private`` name crosses a module boundary (``from m import _x``, ``import m._x`` or
-  ``m._x`` on an imported module), in the package, ``experiments/``, ``benchmarks/`` and
-  ``tests/``; these three also use the new module paths only (no deprecated alias).
+  ``m._x`` on an imported module), in the package, ``experiments/``, ``benchmarks/``,
+  ``tests/`` and ``notebooks/``; these also use the new module paths only (no deprecated alias).
 
 The checker is run on the real tree and on a copy with planted violations, so it can fail.
 """
@@ -132,7 +132,7 @@ def violations(root: Path) -> list[str]:
                 if not _allowed(mod, t):
                     out.append(f"{rel}:{line}: {'.'.join(_layer(mod))} may not import {t}")
         out += _private_uses(tree, rel, imps)
-    for folder in ("experiments", "benchmarks", "tests"):
+    for folder in ("experiments", "benchmarks", "tests", "notebooks"):
         for f in sorted((root / folder).rglob("*.py")):
             tree = ast.parse(f.read_text(), str(f))
             imps = list(_imports(tree, f"{folder}.{f.stem}", False))
@@ -153,7 +153,7 @@ def test_the_tree_follows_the_import_rules():
 def tree_copy(tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("tree")
     shutil.copytree(ROOT / PKG, dst / PKG, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-    for folder in ("experiments", "benchmarks", "tests"):
+    for folder in ("experiments", "benchmarks", "tests", "notebooks"):
         (dst / folder).mkdir()
     return dst
 
