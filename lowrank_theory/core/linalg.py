@@ -179,12 +179,12 @@ def numerical_rank(
     return rank_from_singular_values(s, a.shape, rtol, scale)
 
 
-def chain_product(mats: Sequence[ArrayLike], *, identity: int | None = None):
+def chain_product(mats: Sequence[ArrayLike], *, identity: int | None = None, name: str = "mats"):
     r"""The chain product $M_k\cdots M_1$ of ``mats = [M_1, ..., M_k]`` ($M_1$ applied first).
 
     An empty list gives the $d\times d$ identity with $d$ = ``identity`` (required then). NumPy
     inputs give a NumPy result (computed by NumPy), anything else a JAX array; works under
-    ``jit`` (shapes are checked statically).
+    ``jit`` (shapes are checked statically; ``name`` is the argument named in the errors).
 
     Examples:
         >>> import numpy as np
@@ -202,11 +202,11 @@ def chain_product(mats: Sequence[ArrayLike], *, identity: int | None = None):
     mats = [xp.asarray(m) for m in mats]
     for i, m in enumerate(mats):
         if m.ndim != 2:
-            raise ValueError(f"factor {i + 1} of the chain must be a matrix, got shape {m.shape}")
+            raise ValueError(f"{name}[{i}] must be a matrix, got shape {m.shape}")
         if i and m.shape[1] != mats[i - 1].shape[0]:
             raise ValueError(
-                f"factors {i} and {i + 1} of the chain do not compose: "
-                f"{mats[i - 1].shape} then {m.shape}"
+                f"{name}[{i}] has shape {m.shape} but {name}[{i - 1}] outputs "
+                f"{mats[i - 1].shape[0]} rows: the product W_L...W_1 is undefined"
             )
     if identity is not None and mats[0].shape[1] != identity:
         raise ValueError(f"chain acts on dimension {mats[0].shape[1]}, not identity={identity}")

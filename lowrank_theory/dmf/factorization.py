@@ -146,15 +146,7 @@ def end_to_end(weights: Sequence[ArrayLike]) -> Array:
     ws = [jnp.asarray(w) for w in weights]
     if not ws:
         raise ValueError("weights must hold at least one layer (depth >= 1)")
-    for i, w in enumerate(ws):
-        if w.ndim != 2:
-            raise ValueError(f"weights[{i}] must be a matrix, got shape {w.shape}")
-        if i and w.shape[1] != ws[i - 1].shape[0]:
-            raise ValueError(
-                f"weights[{i}] has shape {w.shape} but weights[{i - 1}] outputs "
-                f"{ws[i - 1].shape[0]} rows: the product W_L...W_1 is undefined"
-            )
-    return chain_product(ws)
+    return chain_product(ws, name="weights")
 
 
 def validate_target(target, name: str = "target") -> Array:
