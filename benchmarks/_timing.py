@@ -5,6 +5,7 @@ to compile (not timed), then ``repeats`` times with ``jax.block_until_ready`` on
 the minimum wall time is reported (the least-disturbed run on a shared machine).
 """
 
+import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -13,10 +14,21 @@ from typing import Any
 import jax
 
 
-def time_fn(fn: Callable[..., Any], *args: Any, repeats: int = 5, min_time: float = 0.2) -> float:
-    """Minimum wall-clock seconds of ``fn(*args)`` over repeats, after a warm-up (compile) call."""
+def time_fn(
+    fn: Callable[..., Any],
+    *args: Any,
+    repeats: int = 5,
+    min_time: float = 0.2,
+    stat: str = "min",
+) -> float:
+    """Wall-clock seconds of ``fn(*args)`` over repeats, after a warm-up (compile) call: the
+    minimum (``stat="min"``), or the median (``"median"``: for times under load, where the
+    minimum would report the luckiest window)."""
+    if stat not in ("min", "median"):
+        raise ValueError(f"stat must be 'min' or 'median', got {stat!r}")
     jax.block_until_ready(fn(*args))
     best = float("inf")
+    times = []
     n = 0
     t_total = 0.0
     while n < repeats or t_total < min_time:
@@ -24,11 +36,12 @@ def time_fn(fn: Callable[..., Any], *args: Any, repeats: int = 5, min_time: floa
         jax.block_until_ready(fn(*args))
         dt = time.perf_counter() - t0
         best = min(best, dt)
+        times.append(dt)
         t_total += dt
         n += 1
         if n >= 100 * repeats:
             break
-    return best
+    return best if stat == "min" else float(statistics.median(times))
 
 
 def host_peak_mb(fn: Callable[..., Any], *args: Any) -> float:

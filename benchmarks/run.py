@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from lowrank_theory.dmf.native_kernel import host_signature  # noqa: E402
 from lowrank_theory.pipeline.docs import write_block  # noqa: E402
 from lowrank_theory.pipeline.records import atomic_write_text, machine_info, package_versions  # noqa: E402
 
@@ -35,9 +36,31 @@ def table(rows: list[dict]) -> str:
         )
         notes = r["notes"].replace("|", "\\|")  # norms written ||x|| must not split the cell
         lines.append(f"| `{r['name']}` | {r['value']:.4g} {r['unit']} | {tgt} | {notes} |")
-    machines = {(r["machine"]["cpu_model"], r["machine"]["cores"]) for r in rows if "machine" in r}
-    where = "; ".join(f"{m} ({c} cores)" for m, c in sorted(machines))
+    machines = {
+        (
+            r["machine"]["cpu_model"],
+            r["machine"]["cores"],
+            r["machine"].get("vector_extensions", "vector extensions not recorded"),
+            r["machine"].get("compiler", "compiler not recorded"),
+        )
+        for r in rows
+        if "machine" in r
+    }
+    where = "; ".join(f"{m} ({c} cores; {v}; {cc})" for m, c, v, cc in sorted(machines))
     return "\n".join(lines) + f"\n\nMeasured on: {where}.\n"
+
+
+def machine_record() -> dict:
+    """The machine block of every row: cores, CPU model, platform and JAX devices, plus the
+    CPU's vector extensions (avx2 / avx512f ...), the C++ compiler and the -march the native
+    kernel is built with, so that rows from different hosts are never compared silently."""
+    sig = host_signature()
+    return {
+        **machine_info(),
+        "vector_extensions": sig["vector_extensions"],
+        "compiler": sig["compiler"],
+        "kernel_march": sig["march"],
+    }
 
 
 def main(argv=None) -> int:
@@ -52,7 +75,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     rows = json.loads(out.read_text()) if (args.only and out.exists()) else []
-    machine = machine_info()
+    machine = machine_record()
     versions = package_versions()
     for path in sorted(HERE.glob("bench_*.py")):
         if args.only and args.only not in path.stem:

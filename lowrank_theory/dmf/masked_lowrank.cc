@@ -22,13 +22,20 @@
 // started, so a busy or one-thread pool cannot deadlock it).
 // Build: compiled on first use by lowrank_theory/_native.py (see there).
 #include <atomic>
+#include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -36,9 +43,22 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-typedef double v4 __attribute__((vector_size(32), aligned(8)));
-inline v4 ld4(const double* p) { v4 r; std::memcpy(&r, p, 32); return r; }
-inline void st4(double* p, v4 v) { std::memcpy(p, &v, 32); }
+// Four doubles in a register. Loads and stores of 32 bytes at 8-byte aligned addresses must be
+// single unaligned vector moves: a memcpy into a vector variable (what this kernel did first)
+// is one vmovupd under -march=skylake-avx512/icelake but goes through the stack under
+// -march=haswell/znver3/x86-64-v3 (g++ 12: 256 stack round-trips in the inner loop, ~30x
+// slower per entry, measured). With AVX the intrinsics say so directly; elsewhere an
+// under-aligned vector type (GCC/Clang emit an unaligned load or store for it, or scalar code
+// on targets without 32-byte vectors).
+typedef double v4 __attribute__((vector_size(32)));
+#if defined(__AVX__)
+inline v4 ld4(const double* p) { return (v4)_mm256_loadu_pd(p); }
+inline void st4(double* p, v4 v) { _mm256_storeu_pd(p, (__m256d)v); }
+#else
+typedef double v4u __attribute__((vector_size(32), aligned(8), may_alias));
+inline v4 ld4(const double* p) { return *reinterpret_cast<const v4u*>(p); }
+inline void st4(double* p, v4 v) { *reinterpret_cast<v4u*>(p) = v; }
+#endif
 inline double hsum(v4 a) { return (a[0] + a[1]) + (a[2] + a[3]); }
 inline v4 bc(double x) { return v4{x, x, x, x}; }
 
@@ -257,6 +277,36 @@ double rows(const Source& src, int64_t r0, int64_t r1, int64_t n, int64_t k,
   return loss + hsum(lossv);
 }
 
+// Waiting for other participants: a short spin (they usually finish within microseconds of
+// each other), then a block on a condition variable, so that a waiter gives its core to the
+// thread it waits for when runnable threads outnumber cores (spinning or yielding there kept
+// the core busy while the thread it waited for was descheduled, measured).
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  // counter += 1; wakes the blocked waiters when it reaches total
+  void arrive(std::atomic<int64_t>& counter, int64_t total) {
+    if (counter.fetch_add(1, std::memory_order_acq_rel) + 1 == total) {
+      std::lock_guard<std::mutex> lock(mu);  // orders the wake after a waiter's last check
+      cv.notify_all();
+    }
+  }
+  void wait(const std::atomic<int64_t>& counter, int64_t total) {
+    constexpr auto kSpin = std::chrono::microseconds(30);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int spins = 0; counter.load(std::memory_order_acquire) < total; ++spins) {
+#if defined(__x86_64__) || defined(__i386__)
+      _mm_pause();
+#endif
+      if ((spins & 63) == 63 && std::chrono::steady_clock::now() - t0 > kSpin) {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return counter.load(std::memory_order_acquire) >= total; });
+        return;
+      }
+    }
+  }
+};
+
 // Runs work(slot) for slot = 0..nt-1, then reduce(chunk) for chunk = 0..nc-1 once every slot is
 // done, on the caller and XLA's intra-op pool. Each participant claims unclaimed slots; once all
 // slots are claimed they are running, so a participant may wait for them, and then claims
@@ -267,6 +317,7 @@ void run_slots(ffi::ThreadPool& pool, int64_t nt, const Work& work, int64_t nc,
                const Reduce& reduce) {
   struct State {
     std::atomic<int64_t> next{0}, done{0}, next_chunk{0}, done_chunks{0};
+    Waiter waiter;
   };
   std::shared_ptr<State> st;
   try {
@@ -281,14 +332,13 @@ void run_slots(ffi::ThreadPool& pool, int64_t nt, const Work& work, int64_t nc,
   auto claim = [st, w, r, nt, nc]() {  // late tasks find nothing to claim, never touch *w, *r
     for (int64_t t; (t = st->next.fetch_add(1, std::memory_order_acq_rel)) < nt;) {
       (*w)(t);
-      st->done.fetch_add(1, std::memory_order_acq_rel);
+      st->waiter.arrive(st->done, nt);
     }
     if (st->next_chunk.load(std::memory_order_acquire) >= nc) return;
-    for (int spins = 0; st->done.load(std::memory_order_acquire) < nt; ++spins)
-      if (spins > 64) std::this_thread::yield();
+    st->waiter.wait(st->done, nt);
     for (int64_t c; (c = st->next_chunk.fetch_add(1, std::memory_order_acq_rel)) < nc;) {
       (*r)(c);
-      st->done_chunks.fetch_add(1, std::memory_order_acq_rel);
+      st->waiter.arrive(st->done_chunks, nc);
     }
   };
   for (int64_t t = 1; t < nt; ++t) {
@@ -300,8 +350,7 @@ void run_slots(ffi::ThreadPool& pool, int64_t nt, const Work& work, int64_t nc,
     }
   }
   claim();
-  for (int spins = 0; st->done_chunks.load(std::memory_order_acquire) < nc; ++spins)
-    if (spins > 64) std::this_thread::yield();
+  st->waiter.wait(st->done_chunks, nc);
 }
 
 template <class Source>

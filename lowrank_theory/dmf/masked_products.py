@@ -17,9 +17,11 @@ rounding (tested):
   visits only the observed entries: $O(|\Omega|k)$ arithmetic, one read of the mask, no
   $m\times n$ intermediate.
 
-``"auto"`` (what GD uses) takes the native kernel on CPU when it is available, $1\le k\le 32$
-and at most ``DENSE_ABOVE_FRACTION`` (40 %) of the entries are observed, else the dense
-formulation; on other backends the dense one (:func:`jax.lax.platform_dependent`).
+``"auto"`` (what GD uses) takes the native kernel on CPU when it is available, chosen on this
+host (:func:`calibrate`: timed once against the dense formulation, the faster kept and cached;
+``$LOWRANK_THEORY_NATIVE`` overrides), $1\le k\le 32$ and at most ``DENSE_ABOVE_FRACTION``
+(40 %) of the entries are observed, else the dense formulation; on other backends the dense one
+(:func:`jax.lax.platform_dependent`).
 
 **What GD asks.** :mod:`lowrank_theory.dmf.factorization` asks this module three things and
 knows no threshold or backend itself:
@@ -47,7 +49,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import math
+import os
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -57,18 +63,23 @@ from jax.custom_batching import custom_vmap
 from .native_kernel import (
     MAX_WIDTH,
     PackedObserved,
+    cache_dir,
     check_packed,
+    host_signature,
     kernel_available,
+    kernel_key,
+    native_disabled,
     native_packed_products,
     native_scan_products,
-    native_status,
     pack_observed,
 )
+from .native_kernel import native_status as kernel_status
 
 __all__ = [
     "DENSE_ABOVE_FRACTION",
     "PACKED_DENSE_ABOVE_FRACTION",
     "PackedObserved",
+    "calibrate",
     "dense_only",
     "dense_preferred",
     "masked_lowrank_products",
@@ -79,6 +90,7 @@ __all__ = [
     "prepare_observed",
     "residual_products",
     "step_path",
+    "time_products",
 ]
 
 
@@ -187,10 +199,161 @@ def _native_usable(k: int, *dtypes) -> bool:
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# the kernel earns its place: timed against the dense formulation once per host
+# ----------------------------------------------------------------------------------------------
+#: the calibration problem: d x d, this fraction observed, outer width k (a fraction of a second)
+CALIBRATION_PROBLEM = (300, 0.2, 10)
+_ON = ("1", "true", "yes", "on")
+_DECISIONS: dict[str, dict] = {}
+_DECISION_LOCK = threading.Lock()
+
+
+def time_products(path: str, d: int = 300, frac: float = 0.2, k: int = 10, calls: int = 20,
+                  repeats: int = 5) -> float:  # fmt: skip
+    r"""Seconds per call of the masked products on a random $d\times d$ problem with ``frac``
+    observed and outer width ``k`` (compile excluded; the best of ``repeats`` loops of
+    ``calls`` dependent calls): ``path="native"`` the kernel on packed entries (what GD runs),
+    ``"dense"`` the dense formulation."""
+    if path not in ("native", "dense"):
+        raise ValueError(f"path must be 'native' or 'dense', got {path!r}")
+    rng = np.random.default_rng(0)
+    mask = rng.random((d, d)) < frac
+    target = np.where(mask, rng.standard_normal((d, d)), 0.0)
+    u0, p0 = rng.standard_normal((d, k)), rng.standard_normal((k, d))
+    with jax.default_device(jax.devices("cpu")[0]):
+        if path == "native":
+            packed = pack_observed(mask, target)
+            prod = lambda u, p: native_packed_products(u, p, packed)  # noqa: E731
+        else:
+            m, t = jnp.asarray(mask), jnp.asarray(target)
+            prod = lambda u, p: _xla(u, p, m, t)  # noqa: E731
+
+        def body(_, x):  # each call depends on the last: nothing is hoisted out of the loop
+            _, g, h = prod(*x)
+            return x[0] + 1e-12 * g, x[1] + 1e-12 * h
+
+        fn = jax.jit(lambda u, p: jax.lax.fori_loop(0, calls, body, (u, p)))
+        u, p = jnp.asarray(u0), jnp.asarray(p0)
+        jax.block_until_ready(fn(u, p))  # compile
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(u, p))
+            best = min(best, (time.perf_counter() - t0) / calls)
+    return best
+
+
+def _decision_file():
+    key = kernel_key()
+    return None if key is None else cache_dir() / f"dispatch-{key}.json"
+
+
+def _timed_decision() -> dict:
+    d, frac, k = CALIBRATION_PROBLEM
+    t_native = t_dense = math.inf
+    for _ in range(2):  # interleaved: a burst of load hits one window, not one formulation
+        t_native = min(t_native, time_products("native", d, frac, k))
+        t_dense = min(t_dense, time_products("dense", d, frac, k))
+    native = t_native < t_dense
+    what = f"d={d}, {frac:.0%} observed, width {k}"
+    return {
+        "path": "native" if native else "dense",
+        "why": (
+            f"timed on this host ({what}): native kernel {t_native * 1e3:.3f} ms vs dense "
+            f"formulation {t_dense * 1e3:.3f} ms per call; the "
+            + ("kernel is faster" if native else "kernel is slower, so GD uses the dense one")
+        ),
+        "native_s": t_native,
+        "dense_s": t_dense,
+        "host": host_signature(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def calibrate(refresh: bool = False) -> dict:
+    """Which formulation ``"auto"`` and GD use on this host, and why: ``{"path": "native" |
+    "dense", "why", "native_s", "dense_s", ...}``.
+
+    ``$LOWRANK_THEORY_NATIVE=0`` (dense) or ``=1`` (native, not timed) decide; unset, the
+    masked products are timed once per host on ``CALIBRATION_PROBLEM`` (:func:`time_products`,
+    both formulations, best of two interleaved windows), the faster is kept, and the decision is
+    cached beside the built kernel (``dispatch-<build key>.json``: per CPU model and flags,
+    compiler version, kernel source and jaxlib; delete it, or pass ``refresh=True``, to time
+    again). The kernel is never chosen when it measured slower than the dense formulation.
+    """
+    env = os.environ.get("LOWRANK_THEORY_NATIVE", "").strip().lower()
+    if native_disabled():
+        return {"path": "dense", "why": "disabled by LOWRANK_THEORY_NATIVE=0"}
+    if not kernel_available():
+        return {"path": "dense", "why": f"the native kernel is unavailable: {kernel_status()['reason']}"}  # fmt: skip
+    if env in _ON:
+        return {"path": "native", "why": f"forced by LOWRANK_THEORY_NATIVE={env} (not timed)"}
+    path = _decision_file()
+    with _DECISION_LOCK:
+        if not refresh and str(path) in _DECISIONS:
+            return _DECISIONS[str(path)]
+        decision = None
+        if not refresh and path.exists():
+            try:
+                decision = json.loads(path.read_text())
+                decision["why"] += f" (cached in {path})"
+            except (OSError, ValueError, KeyError, TypeError):
+                decision = None
+        if decision is None or decision.get("path") not in ("native", "dense"):
+            # in a thread of its own: no trace of the caller's (jit, vmap) is active there
+            box: list = []
+
+            def timed():
+                try:
+                    box.append(_timed_decision())
+                except Exception as exc:  # the kernel fails to run: the dense formulation
+                    box.append({"path": "dense", "why": f"timing the kernel failed: {exc!r}"})
+
+            worker = threading.Thread(target=timed)
+            worker.start()
+            worker.join()
+            decision = box[0]
+            if "native_s" not in decision:  # a failure: not cached, tried again next process
+                _DECISIONS[str(path)] = decision
+                return decision
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(decision, indent=1))
+                os.replace(tmp, path)  # atomic: concurrent processes agree
+            except OSError:
+                pass  # an unwritable cache: timed again next time
+        _DECISIONS[str(path)] = decision
+        return decision
+
+
+def native_status() -> dict[str, object]:
+    """Whether the native masked kernel is built and in use on CPU, and why: ``available`` and
+    ``reason`` (the build), ``path`` (``"native"`` or ``"dense"``: what ``"auto"`` and GD
+    use), ``why`` and the measured ``native_s``/``dense_s`` (:func:`calibrate`), ``host``
+    (CPU model, vector extensions, compiler), ``source`` and ``cache``."""
+    status = dict(kernel_status())
+    decision = calibrate()
+    status.update({
+        "path": decision["path"],
+        "why": decision["why"],
+        "native_s": decision.get("native_s"),
+        "dense_s": decision.get("dense_s"),
+        "host": host_signature(),
+    })  # fmt: skip
+    return status
+
+
 def native_applies(u_shape, dtype) -> bool:
     """Whether ``"auto"`` would consider the native kernel for an outer factor of this shape
-    (it still takes the dense formulation above ``DENSE_ABOVE_FRACTION`` observed)."""
-    return not _DENSE_ONLY.get() and _native_usable(u_shape[-1], dtype)
+    (usable, and chosen on this host by :func:`calibrate`; it still takes the dense formulation
+    above ``DENSE_ABOVE_FRACTION`` observed)."""
+    return (
+        not _DENSE_ONLY.get()
+        and _native_usable(u_shape[-1], dtype)
+        and calibrate()["path"] == "native"
+    )
 
 
 def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto", threads=None):
@@ -236,7 +399,11 @@ def masked_lowrank_products(u, p, mask, target, *, backend: str = "auto", thread
                 else f"the native kernel is unavailable: {status['reason']}"
             )
         return native_scan_products(u, p, mask, target, threads)
-    if _DENSE_ONLY.get() or not _native_usable(u.shape[1], u.dtype, p.dtype, target.dtype):
+    if (
+        _DENSE_ONLY.get()
+        or not _native_usable(u.shape[1], u.dtype, p.dtype, target.dtype)
+        or calibrate()["path"] != "native"
+    ):
         return _xla(u, p, mask, target)
     return _kernel_or_dense(u, p, mask, target)
 

@@ -22,7 +22,8 @@ pool, each slot with a private $H$ buffer; once all slots are done the buffers a
 order, a range of columns per participant (so results depend on the slot count only).
 
 The kernel is compiled on first use with the system C++ compiler (``$CXX``, else ``c++``,
-``g++`` or ``clang++``; :func:`find_compiler`), ``-O3 -march=native``, against the XLA FFI
+``g++`` or ``clang++``; :func:`find_compiler`), ``-O3 -march=native`` (or
+``-march=$LOWRANK_THEORY_MARCH``, :func:`target_arch`), against the XLA FFI
 headers that ship with jaxlib, into a cache directory (``$LOWRANK_THEORY_CACHE``, else
 ``$XDG_CACHE_HOME/lowrank_theory``, else ``~/.cache/lowrank_theory``) keyed by the source, the
 compiler, the flags, the jaxlib version and the CPU; the build takes a few seconds once.
@@ -57,14 +58,19 @@ __all__ = [
     "COLUMN_BLOCK",
     "MAX_WIDTH",
     "PackedObserved",
+    "build_kernel",
+    "cache_dir",
     "check_packed",
     "find_compiler",
+    "host_signature",
     "kernel_available",
+    "kernel_key",
     "native_disabled",
     "native_packed_products",
     "native_scan_products",
     "native_status",
     "pack_observed",
+    "target_arch",
 ]
 
 _TARGET = "lowrank_theory_masked_lowrank"
@@ -87,6 +93,12 @@ def _cache_dir() -> Path:
         return Path(os.environ["LOWRANK_THEORY_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lowrank_theory"
+
+
+def cache_dir() -> Path:
+    """Where the built kernel and the dispatch decision are kept: ``$LOWRANK_THEORY_CACHE``,
+    else ``$XDG_CACHE_HOME/lowrank_theory``, else ``~/.cache/lowrank_theory``."""
+    return _cache_dir()
 
 
 def find_compiler() -> str | None:
@@ -117,6 +129,7 @@ def _cpu_signature() -> str:
     return f"{platform.machine()}\n{platform.processor()}\n{info}"
 
 
+@functools.cache
 def _compiler_version(cxx: str) -> str:
     try:
         res = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
@@ -125,29 +138,75 @@ def _compiler_version(cxx: str) -> str:
         return ""
 
 
-def _build(cxx: str) -> Path:
+def target_arch() -> str:
+    """The ``-march`` the kernel is built for: ``$LOWRANK_THEORY_MARCH``, else ``native``
+    (e.g. ``x86-64-v3`` for a build that runs on every AVX2 machine)."""
+    return os.environ.get("LOWRANK_THEORY_MARCH", "").strip() or "native"
+
+
+def host_signature() -> dict[str, str]:
+    """What a build and the dispatch decision depend on: the CPU model, its vector extensions
+    (x86: avx2, avx512f; Arm: asimd, sve), the compiler and its version, the target arch."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, val = ln.partition(":")
+            name = name.strip()
+            if name in ("model name", "Model") and model == (
+                platform.processor() or platform.machine()
+            ):
+                model = val.strip()
+            elif name in ("flags", "Features") and not flags:
+                flags = set(val.split())
+    except OSError:
+        pass
+    vec = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "asimd", "sve") if f in flags]
+    cxx = find_compiler()
+    version = _compiler_version(cxx).splitlines()[0] if cxx and _compiler_version(cxx) else ""
+    return {
+        "cpu_model": model,
+        "vector_extensions": " ".join(vec),
+        "compiler": f"{cxx} ({version})" if cxx else "none",
+        "march": target_arch(),
+    }
+
+
+def _key(cxx: str, flags: list[str]) -> str:
     import jaxlib
 
-    src = _SOURCE.read_bytes()
-    include = jax.ffi.include_dir()
-    flags = [*_FLAGS, "-march=native"]
-    key = hashlib.sha256(
-        b"\0".join(
-            s.encode() if isinstance(s, str) else s
-            for s in (src, cxx, _compiler_version(cxx), " ".join(flags), jaxlib.__version__,
-                      _cpu_signature())
-        )
-    ).hexdigest()[:16]  # fmt: skip
-    out = _cache_dir() / f"masked_lowrank-{key}.so"
+    parts = (_SOURCE.read_bytes(), cxx, _compiler_version(cxx), " ".join(flags),
+             jaxlib.__version__, _cpu_signature())  # fmt: skip
+    return hashlib.sha256(
+        b"\0".join(s.encode() if isinstance(s, str) else s for s in parts)
+    ).hexdigest()[:16]
+
+
+def kernel_key() -> str | None:
+    """The build's key (source, compiler and version, flags, jaxlib, CPU); None without a
+    compiler. The built kernel and the dispatch decision are cached under it."""
+    cxx = find_compiler()
+    return None if cxx is None else _key(cxx, [*_FLAGS, f"-march={target_arch()}"])
+
+
+def build_kernel(cxx: str | None = None, march: str | None = None) -> Path:
+    """Build the kernel (once; cached) for ``-march=march`` (default :func:`target_arch`) and
+    return the shared library's path. Raises RuntimeError if the build fails or there is no
+    compiler."""
+    cxx = cxx or find_compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found ($CXX, c++, g++, clang++)")
+    flags = [*_FLAGS, f"-march={march or target_arch()}"]
+    out = _cache_dir() / f"masked_lowrank-{_key(cxx, flags)}.so"
     if out.exists():
         return out
+    include = jax.ffi.include_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=out.parent)
     os.close(fd)
     try:
         cmd = [cxx, *flags, "-isystem", include, str(_SOURCE), "-o", tmp]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if res.returncode != 0:  # e.g. compilers without -march=native: portable build
+        if res.returncode != 0 and flags[-1] == "-march=native":  # e.g. no -march=native
             cmd = [c for c in cmd if c != "-march=native"]
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if res.returncode != 0:
@@ -177,7 +236,7 @@ def _load_once() -> tuple[bool, str]:
     if cxx is None:
         return False, "no C++ compiler found ($CXX, c++, g++, clang++)"
     try:
-        lib = ctypes.CDLL(str(_build(cxx)))
+        lib = ctypes.CDLL(str(build_kernel(cxx)))
         jax.ffi.register_ffi_target(
             _TARGET, jax.ffi.pycapsule(lib.LrtMaskedLowrank), platform="cpu"
         )
@@ -187,6 +246,16 @@ def _load_once() -> tuple[bool, str]:
     except Exception as exc:  # the dense formulation stays available
         return False, f"{type(exc).__name__}: {exc}"
     return True, f"built with {cxx}"
+
+
+@functools.cache
+def _variant_target(march: str) -> str:
+    """Build the kernel for ``-march=march`` and register its packed handler under its own FFI
+    target name (a second shared library beside the default build); returns the name."""
+    lib = ctypes.CDLL(str(build_kernel(march=march)))
+    name = f"{_TARGET_PACKED}_{''.join(c if c.isalnum() else '_' for c in march)}"
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(lib.LrtMaskedLowrankPacked), platform="cpu")
+    return name
 
 
 def _load() -> tuple[bool, str]:
@@ -356,13 +425,16 @@ def check_packed(packed: PackedObserved, shape) -> None:
         raise ValueError(f"packed entries of a {packed.shape} matrix, but U P is {tuple(shape)}")
 
 
-def native_packed_products(u, p, packed: PackedObserved, threads=None):
+def native_packed_products(u, p, packed: PackedObserved, threads=None, march=None):
     r"""(loss, G, H) by the kernel from entries packed by :func:`pack_observed`.
 
     The kernel only (no fallback, no derivative; loops under :func:`jax.vmap`); GD goes through
     :func:`~lowrank_theory.dmf.masked_products.packed_products`, which adds both. Raises
     ValueError if ``packed`` is of another shape than $UP$, RuntimeError if the kernel is
-    unavailable.
+    unavailable. ``march``: run a build of the kernel for ``-march=march`` (e.g.
+    ``"x86-64-v3"``, built and cached on first use) instead of the default one (for checks that
+    the builds for different x86-64 levels agree); RuntimeError if that build fails.
     """
     check_packed(packed, (u.shape[0], p.shape[1]))
-    return _call(_TARGET_PACKED, u, p, packed.ptr, packed.cols, packed.vals, threads=threads)
+    target = _TARGET_PACKED if march in (None, target_arch()) else _variant_target(march)
+    return _call(target, u, p, packed.ptr, packed.cols, packed.vals, threads=threads)
