@@ -2,12 +2,20 @@
 
 import doctest
 import importlib
+import json
 import pkgutil
+from pathlib import Path
 
 import pytest
 
 import lowrank_theory as lt
 from lowrank_theory.core.deprecation import MOVED
+
+#: the public names of each flat module in the last release before the split (generated from
+#: its sources: functions, classes and constants defined at module level)
+OLD_PUBLIC_NAMES = json.loads(
+    (Path(__file__).parent / "data" / "old_public_names.json").read_text()
+)
 
 PUBLIC = [n for n in dir(lt) if not n.startswith("_")]
 

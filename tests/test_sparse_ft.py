@@ -322,3 +322,16 @@ def test_api_rejects_bad_arguments(inst):
 
 
 # --- figures and README section -------------------------------------------------------------------
+
+
+def test_notation_dict_access_of_earlier_releases_warns_and_agrees():
+    """``notation(...)["M"]`` (the 17-key dict of earlier releases) still works, deprecated."""
+    inst = lt.build_instance(0, dims=(5, 4, 3, 5), ell=2, residual_rank=2)
+    nt = notation(inst, 2, (0, 1))
+    assert len(nt.OLD_KEYS) == 20  # the 17 keys, plus Phi2, P2, U_S when S is given
+    for key in sorted(nt.OLD_KEYS):
+        with pytest.warns(DeprecationWarning, match=f"Notation.{key}"):
+            value = nt[key]
+        assert value is getattr(nt, key)
+    with pytest.raises(KeyError):
+        nt["CW"]  # a new field: attribute access only

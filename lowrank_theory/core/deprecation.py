@@ -2,8 +2,9 @@ r"""Old import paths, kept for one release: ``lowrank_theory.expressivity`` and 
 
 Before the package was split into one subpackage per paper, its modules sat flat under
 ``lowrank_theory``. :data:`MOVED` maps each old path to its new home; importing an old path
-gives a thin alias module that forwards every attribute to the new module and warns once with
-a :class:`DeprecationWarning` naming the new path. The aliases are made on demand by a finder
+gives a thin alias module that forwards every attribute to the new module (or, for the few
+names that moved elsewhere, :data:`RENAMED`, to their new place; :data:`REMOVED` says what
+replaces the rest) and warns once with a :class:`DeprecationWarning` naming the new path. The aliases are made on demand by a finder
 (:func:`install`), so no file of the package stands at the old place.
 
 Examples:
@@ -23,7 +24,7 @@ import sys
 import types
 import warnings
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "REMOVED", "RENAMED", "install"]
 
 #: old module path (relative to ``lowrank_theory``) -> new module path
 MOVED = {
@@ -49,6 +50,24 @@ MOVED = {
 }
 
 
+#: public names of the old modules that moved elsewhere than their module's new home
+RENAMED = {
+    "sparse_ft.svd_r": "core.linalg.low_rank_approx_np",
+    "factorization.prepare_observed": "dmf.masked_products.prepare_observed",
+}
+
+#: public names of the old modules that are gone, with what replaces them
+REMOVED = {
+    "sparse_ft.psd_root": "lowrank_theory.core.linalg.psd_roots(s, rtol=lowrank_theory.s2ft.PSD_RTOL)",
+    "sparse_ft.pinv_rank": "lowrank_theory.core.linalg.pinv_np and rank_from_singular_values "
+    "(rtol=lowrank_theory.s2ft.svd_rtol(a.shape))",
+    "sparse_ft.col_basis": "lowrank_theory.core.linalg.orth_np(a, rtol=lowrank_theory.s2ft.svd_rtol(a.shape))",
+    "plotting.save_figure": "lowrank_theory.pipeline.plotting.png_bytes and an atomic write "
+    "(lowrank_theory.pipeline.records.atomic_write_bytes)",
+    "audit.update_readme": "lowrank_theory.pipeline.audit.update_docs (the table now lives in docs/audit.md)",
+}
+
+
 class _Alias(types.ModuleType):
     """A module that forwards attribute access to ``self.__target__``."""
 
@@ -56,6 +75,13 @@ class _Alias(types.ModuleType):
         target = self.__dict__.get("__target__")
         if target is None or name.startswith("__"):
             raise AttributeError(name)
+        old = f"{self.__name__.partition('.')[2]}.{name}"
+        if old in RENAMED:
+            module, _, attr = RENAMED[old].rpartition(".")
+            package = self.__name__.partition(".")[0]
+            return getattr(importlib.import_module(f"{package}.{module}"), attr)
+        if old in REMOVED:
+            raise AttributeError(f"{self.__name__}.{name} was removed; use {REMOVED[old]}")
         return getattr(target, name)
 
     def __dir__(self):

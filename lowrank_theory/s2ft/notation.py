@@ -23,8 +23,10 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from jax import Array
@@ -113,6 +115,23 @@ class Notation:
     Phi2: np.ndarray | None = None
     P2: np.ndarray | None = None
     WS_pinv: np.ndarray | None = None
+
+    #: the keys of the dict that ``notation`` returned before it was a dataclass
+    OLD_KEYS: ClassVar[frozenset[str]] = frozenset(
+        "D W_above W_below Sigma_half Sigma_half_pinv Sigma_out_half A A_pinv A2_pinv rank_A "
+        "Phi1 P1 M Pi G Sigma_f E_pre Phi2 P2 U_S".split()
+    )
+
+    def __getitem__(self, key: str):
+        """``nt["M"]``, the dict access of earlier releases: deprecated, use ``nt.M``."""
+        if key not in self.OLD_KEYS:
+            raise KeyError(key)
+        warnings.warn(
+            f"Notation[{key!r}] is deprecated; use the attribute Notation.{key}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self, key)
 
 
 def notation(
