@@ -167,6 +167,12 @@ def test_stale_cache_point_is_recomputed_and_the_record_says_why(tmp_path, monke
     s5 = eio.Sweep("t", {"cfg": 1}, tmp_path)
     s5.run(["a"], lambda k: {"k": k})
     assert s5.stale == 1 and "package versions changed (jax" in s5.summary()["reason"]
+    # the masked completion products switch formulation (native kernel <-> dense) on this host
+    other = "dense" if eio.masked_products_path() == "native" else "native"
+    monkeypatch.setattr(eio, "masked_products_path", lambda: other)
+    s6 = eio.Sweep("t", {"cfg": 1}, tmp_path)
+    s6.run(["a"], lambda k: {"k": k})
+    assert s6.stale == 1 and f"masked products now {other}" in s6.summary()["reason"]
 
 
 def test_cache_point_of_the_old_format_is_stale(tmp_path):

@@ -170,9 +170,24 @@ def source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def masked_products_path() -> str:
+    """Which formulation the masked completion products take on this host (``"native"`` or
+    ``"dense"``, :func:`lowrank_theory.dmf.masked_products.native_status`): the two agree to
+    rounding, not bit for bit, so a cached point records which one computed it."""
+    from ..dmf.masked_products import native_status
+
+    return str(native_status()["path"])
+
+
 def code_fingerprint() -> dict[str, Any]:
-    """What a cached point depends on besides its config: library sources and package versions."""
-    return {"source": source_hash(), "versions": package_versions()}
+    """What a cached point depends on besides its config: library sources, package versions and
+    the masked-product path chosen on this host."""
+    return {
+        "source": source_hash(),
+        "versions": package_versions(),
+        "masked_products": masked_products_path(),
+    }
 
 
 def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
@@ -186,6 +201,10 @@ def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
     changed = [f"{k} {ov.get(k)} -> {nv[k]}" for k in sorted(nv) if ov.get(k) != nv[k]]
     if changed:
         why.append("package versions changed (" + ", ".join(changed) + ")")
+    if old.get("masked_products", new["masked_products"]) != new["masked_products"]:
+        why.append(
+            f"masked products now {new['masked_products']} (cached: {old['masked_products']})"
+        )
     return "; ".join(why) or None
 
 
