@@ -86,6 +86,22 @@ def _instance_record(params: dict[str, Any], r: CheckResult) -> dict[str, Any]:
     return {"params": to_jsonable(dict(params)), **r.as_dict()}
 
 
+def _smallest_counterexample(claim: Claim, violations, examples: int, seed: int, run):
+    """Hypothesis' shrunk violating instance of ``claim`` (the first violation found if the
+    search finds none), as a report record; ``run(params, phase)`` checks one instance."""
+    try:
+        smallest = hypothesis.find(
+            claim.params(),
+            lambda p: not run(p, "shrink").holds,
+            settings=_settings(max(examples, 20), [Phase.generate, Phase.shrink]),
+            random=random.Random(seed),
+        )
+        return _instance_record(smallest, claim.run(smallest, validate=False))
+    except hypothesis.errors.NoSuchExample:
+        p, r = violations[0]
+        return _instance_record(p, r)
+
+
 def run_claim(
     claim: Claim,
     examples: int = 50,
@@ -124,17 +140,7 @@ def run_claim(
     violations = [(p, r) for p, r in records if not r.holds]
     counterexample = None
     if violations and error is None:
-        try:
-            smallest = hypothesis.find(
-                claim.params(),
-                lambda p: not run(p, "shrink").holds,
-                settings=_settings(max(examples, 20), [Phase.generate, Phase.shrink]),
-                random=random.Random(seed),
-            )
-            counterexample = _instance_record(smallest, claim.run(smallest, validate=False))
-        except hypothesis.errors.NoSuchExample:
-            p, r = violations[0]
-            counterexample = _instance_record(p, r)
+        counterexample = _smallest_counterexample(claim, violations, examples, seed, run)
     tights = [r.tightness for _, r in records if not math.isnan(r.tightness)]
     tightest = None
     if tights:

@@ -74,13 +74,9 @@ def build_instance(
       $c$ = ``covariate_scale`` and $R$ random with eigenvalues in $[1/\kappa_R,\kappa_R]$,
       $\kappa_R$ = ``covariate_cond`` ($c=\kappa_R=1$: no shift, Assumption F.5).
 
-    Args:
-        seed: integer seed (the instance's sampling seed too) or a ``jax.random`` key.
-        dims: $(d_0=p, d_1, \dots, d_L=q)$.
-        ell: the layer the structure refers to.
-
-    Returns:
-        The instance; ``info`` records ``ell``, ``S0``, ``delta`` and the other settings.
+    ``seed``: integer (the instance's sampling seed too) or a ``jax.random`` key; ``dims``:
+    $(d_0=p, d_1, \dots, d_L=q)$; ``ell``: the layer the structure refers to. The returned
+    instance's ``info`` records ``ell``, ``S0``, ``delta`` and the other settings.
     """
     dims, ell, residual_rank, channels = _check_structure(
         dims, ell, residual_rank, channels, delta, shift_inside
@@ -88,10 +84,7 @@ def build_instance(
     check_float(residual_decay, "residual_decay", lo=0.0)
     check_float(residual_scale, "residual_scale", lo=0.0)
     L, d, dp = len(dims) - 1, dims[ell], dims[ell - 1]
-    try:
-        keys = jax.random.split(jax.random.key(int(seed)) if _is_int(seed) else seed, L + 8)
-    except TypeError as e:
-        raise ValueError(f"seed must be an integer or a jax.random key, got {seed!r}") from e
+    keys = _split_seed(seed, L + 8)
     tmp = _pretrained(keys, dims, weight_cond, x_cond)
     (sig, q, p), wbar, wlow = (tmp.sigma_x_in, dims[-1], dims[0]), tmp.above(ell), tmp.below(ell)
     dt = _layer_residual(keys[L + 1], keys[L + 2], (d, dp), channels, residual_rank,
@@ -114,6 +107,14 @@ def build_instance(
     se, seed = noise**2 * np.eye(q), int(seed) if _is_int(seed) else 0
     return tmp.replace(b_in=b_in, b_out=b_out, sigma_x_out=sig_out, sigma_eps_in=se,
                        sigma_eps_out=se, seed=seed, info=info)  # fmt: skip
+
+
+def _split_seed(seed, n: int):
+    """``n`` keys from an integer seed or a ``jax.random`` key (anything else is refused)."""
+    try:
+        return jax.random.split(jax.random.key(int(seed)) if _is_int(seed) else seed, n)
+    except TypeError as e:
+        raise ValueError(f"seed must be an integer or a jax.random key, got {seed!r}") from e
 
 
 def _check_structure(dims, ell, residual_rank, channels, delta, shift_inside):
