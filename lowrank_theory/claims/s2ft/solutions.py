@@ -223,11 +223,17 @@ CONV_D = (
     r"squared errors; channels 0-indexed."
 )
 
+
+def sampled_params():
+    """Instances with population moments or sample moments of n = 50 or 400 draws."""
+    return base_params(n_choices=(None, 50, 400))
+
+
 reg(
     "s2ft.lemmaF9.solution",
     "Lemma F.9",
     r"U^{LoRA}V^{LoRA\top}=\overline W_{\ell+1}^\dagger SVD_r(\overline W_{\ell+1}\overline W_{\ell+1}^\dagger\hat D\hat\Sigma_x\underline W_{\ell-1}^\top\hat A^\dagger)\hat A^\dagger",
-    lambda: base_params(n_choices=(None, 50, 400)),
+    sampled_params,
     build,
     check_f9_solution,
     convention=CONV_D
@@ -238,7 +244,7 @@ reg(
     "s2ft.lemmaF9.risk",
     "Lemma F.9",
     r"\mathcal E^{(k)}(f_{\ell,U^{LoRA},V^{LoRA}})=\operatorname{tr}((B^{(k)}-W^{pre}-SVD_r(\hat M)\hat A^\dagger\underline W_{\ell-1})\Sigma_x^{(k)}(\cdots)^\top),\ k\in\{i,o\}",
-    lambda: base_params(n_choices=(None, 50, 400)),
+    sampled_params,
     build,
     check_f9_risk,
     convention=CONV_D
@@ -249,7 +255,7 @@ reg(
     "s2ft.lemmaF12.solution",
     "Lemma F.12 (19)",
     r"U_SV^{S^2FT\top}=U_S(\overline W_{\ell+1}U_S)^\dagger\hat D\hat\Sigma_x\underline W_{\ell-1}^\top(\hat A^\dagger)^2",
-    lambda: base_params(n_choices=(None, 50, 400)),
+    sampled_params,
     build,
     check_f12_solution,
     convention=CONV_D
@@ -260,7 +266,7 @@ reg(
     "s2ft.lemmaF12.risk",
     "Lemma F.12",
     r"\mathcal E^{(k)}(f_{\ell,U_S,V^{S^2FT}})=\operatorname{tr}((B^{(k)}-W^{pre}-\overline W_{\ell+1}U_S(\overline W_{\ell+1}U_S)^\dagger\hat D\hat\Sigma_x\underline W^\top(\hat A^\dagger)^2\underline W)\Sigma_x^{(k)}(\cdots)^\top)",
-    lambda: base_params(n_choices=(None, 50, 400)),
+    sampled_params,
     build,
     check_f12_risk,
     convention=CONV_D,
