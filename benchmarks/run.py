@@ -25,9 +25,18 @@ from lowrank_theory.pipeline.records import atomic_write_text, machine_info, pac
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 
 
+def host(row: dict) -> str:
+    """The row's CPU in a few words, with its widest vector extension (rows measured on
+    different hosts must never be compared silently)."""
+    m = row.get("machine") or {}
+    ext = m.get("vector_extensions", "").split()
+    widest = next((e for e in ("avx512f", "avx2") if e in ext), "flags not recorded")
+    return f"{m.get('cpu_model', '?')}, {widest}"
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table of the results, with the machine they were measured on."""
-    lines = ["| benchmark | value | target | notes |", "|---|---:|---:|---|"]
+    lines = ["| benchmark | value | target | host | notes |", "|---|---:|---:|---|---|"]
     for r in sorted(rows, key=lambda r: r["name"]):
         tgt = (
             "-"
@@ -35,7 +44,9 @@ def table(rows: list[dict]) -> str:
             else ("≥ " if r["better"] == "higher" else "≤ ") + f"{r['target']:g}"
         )
         notes = r["notes"].replace("|", "\\|")  # norms written ||x|| must not split the cell
-        lines.append(f"| `{r['name']}` | {r['value']:.4g} {r['unit']} | {tgt} | {notes} |")
+        lines.append(
+            f"| `{r['name']}` | {r['value']:.4g} {r['unit']} | {tgt} | {host(r)} | {notes} |"
+        )
     machines = {
         (
             r["machine"]["cpu_model"],
