@@ -49,16 +49,29 @@ def quick_record(script: Path, tmp_path_factory) -> dict:
     return json.loads(p.read_text())
 
 
+def _along_segments(disp: np.ndarray, per_segment: int = 16) -> np.ndarray:
+    """Points along each drawn segment between consecutive finite display points (a legend over
+    the middle of a straight segment covers data too, not only over its vertices)."""
+    a, b = disp[:-1], disp[1:]
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    s = np.linspace(0.0, 1.0, per_segment)[None, :, None]
+    return (a[ok, None, :] * (1 - s) + b[ok, None, :] * s).reshape(-1, 2)
+
+
 def data_points(ax) -> np.ndarray:
-    """Display coordinates of every finite data point drawn in ``ax``."""
+    """Display coordinates of every finite data point drawn in ``ax``, and of points along the
+    segments of its lines."""
     from matplotlib.collections import PolyCollection
 
-    pts = []
+    pts, along = [], []
     for line in ax.get_lines():
         xy = np.column_stack([np.asarray(line.get_xdata(), float),
                               np.asarray(line.get_ydata(), float)])  # fmt: skip
         if line.get_transform() == ax.transData:
             pts.append(xy)
+            if line.get_linestyle() not in ("None", "none", "", " ") and len(xy) > 1:
+                with np.errstate(all="ignore"):
+                    along.append(_along_segments(ax.transData.transform(xy)))
     for coll in ax.collections:
         if isinstance(coll, PolyCollection):  # fill_between bands: their vertices
             for path in coll.get_paths():
@@ -70,6 +83,7 @@ def data_points(ax) -> np.ndarray:
     xy = np.concatenate(pts)
     with np.errstate(all="ignore"):  # log axes: non-positive values are not drawn
         disp = ax.transData.transform(xy) if len(xy) else xy
+    disp = np.concatenate([disp, *along]) if along else disp
     disp = disp[np.isfinite(disp).all(axis=1)]
     box = ax.bbox  # only what is inside the axes is drawn (clipped)
     keep = ((disp[:, 0] >= box.x0 - 1) & (disp[:, 0] <= box.x1 + 1)
@@ -145,3 +159,19 @@ def test_checker_catches_a_legend_on_data_and_a_missing_label():
 
     plt.close(fig)
     assert any("no y label" in b for b in bad) and any("covers" in b for b in bad)
+
+
+def test_checker_catches_a_legend_over_the_middle_of_a_straight_segment():
+    """A two-point line whose only vertices lie outside the legend box is still covered."""
+    import matplotlib.pyplot as plt
+
+    from lowrank_theory.pipeline.plotting import subplots
+
+    fig, axes = subplots(1, 1)
+    axes[0, 0].plot([0.0, 1.0], [0.97, 0.97], label="one segment")
+    axes[0, 0].set(xlabel="x", ylabel="y", xlim=(0, 1), ylim=(0, 1))
+    axes[0, 0].legend(loc="upper center")
+    fig.tight_layout()
+    bad = legend_problems(fig)
+    plt.close(fig)
+    assert any("covers" in b for b in bad), bad
