@@ -15,9 +15,18 @@ A claim bundles
   claim carries the corrected statement) or ``"empirical"`` (an experiment-type claim measured
   with its numbers reported).
 
-Tightness: for an upper bound ``lhs <= rhs`` it is ``lhs/rhs``; for a lower bound ``lhs >= rhs``
-it is ``rhs/lhs``; both are at most 1 (up to tolerance) when the claim holds and 1 means tight.
-For an identity ``lhs == rhs`` it is the residual ``|lhs - rhs| / scale``.
+Tightness (one definition for every paper, computed in :func:`compare`): for an upper bound
+``lhs <= rhs`` it is ``lhs/rhs``; for a lower bound ``lhs >= rhs`` it is ``rhs/lhs``; both are at
+most 1 (up to tolerance) when the claim holds and 1 means tight. For an identity ``lhs == rhs``
+it is the normalised residual ``|lhs - rhs| / scale``. A bound's tightness is computed only when
+both sides are above the *scale floor* (by default the check's own tolerance ``tol``: a side at
+or below it is rounding noise of the instance's scale). An instance with a side below the floor
+is *degenerate*: its tightness is NaN, ``CheckResult.degenerate`` is true, the audit counts it in
+``n_degenerate`` and never reports it as tight (it still counts as a violation if it violates).
+
+Violation margin (:attr:`CheckResult.margin`): the scalar the audit's search pushes up, > 1
+exactly when the check is violated beyond its tolerance on a non-degenerate instance: the
+tightness for a bound, ``|lhs - rhs| / tol`` for an identity; NaN when degenerate.
 """
 
 from __future__ import annotations
@@ -76,6 +85,21 @@ class CheckResult:
     holds: bool
     tightness: float
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: a side of the bound is at or below the scale floor: the tightness (NaN) says nothing
+    degenerate: bool = False
+
+    @property
+    def margin(self) -> float:
+        """The violation margin (module docstring): > 1 iff violated on a non-degenerate
+        instance; NaN for a degenerate one."""
+        if self.degenerate:
+            return math.nan
+        if self.relation == "==":
+            if not (math.isfinite(self.lhs) and math.isfinite(self.rhs)):
+                return math.inf
+            gap = abs(self.lhs - self.rhs)
+            return gap / self.tol if self.tol > 0 else (0.0 if gap == 0 else math.inf)
+        return self.tightness
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +109,8 @@ class CheckResult:
             "tol": to_jsonable(self.tol),
             "holds": bool(self.holds),
             "tightness": to_jsonable(self.tightness),
+            "degenerate": bool(self.degenerate),
+            "margin": to_jsonable(self.margin),
             "details": {k: to_jsonable(v) for k, v in self.details.items()},
         }
 
@@ -116,17 +142,25 @@ def compare(
     tol: float,
     *,
     scale: float | None = None,
+    floor: float | None = None,
     **details: Any,
 ) -> CheckResult:
-    r"""Compares ``lhs`` and ``rhs`` with absolute tolerance ``tol``.
+    r"""Compares ``lhs`` and ``rhs`` with absolute tolerance ``tol``; the one tightness rule.
 
     ``"<="`` holds when ``lhs <= rhs + tol``; ``">="`` when ``lhs >= rhs - tol``; ``"=="`` when
-    ``|lhs - rhs| <= tol``. ``scale`` normalises the identity residual (default
-    ``max(|lhs|, |rhs|, tiny)``). NaN on either side never holds.
+    ``|lhs - rhs| <= tol``. NaN or inf on either side never holds.
+
+    Tightness: ``lhs/rhs`` (``"<="``), ``rhs/lhs`` (``">="``), ``|lhs - rhs| / scale``
+    (``"=="``, ``scale`` defaulting to ``max(|lhs|, |rhs|)``). ``floor`` is the scale floor
+    (default ``tol``): a bound with ``|lhs|`` or ``|rhs|`` at or below it, or an identity whose
+    ``scale`` is, is *degenerate*: tightness NaN and ``degenerate=True`` (module docstring).
     """
     lhs, rhs, tol = float(lhs), float(rhs), float(tol)
     if not (tol >= 0):
         raise ValueError(f"tolerance must be non-negative, got {tol}")
+    floor = tol if floor is None else float(floor)
+    if not (floor >= 0):
+        raise ValueError(f"scale floor must be non-negative, got {floor}")
     finite = math.isfinite(lhs) and math.isfinite(rhs)
     if relation == "<=":
         holds = finite and lhs <= rhs + tol
@@ -136,49 +170,75 @@ def compare(
         tight = _ratio(rhs, lhs)
     elif relation == "==":
         holds = finite and abs(lhs - rhs) <= tol
-        s = scale if scale is not None else max(abs(lhs), abs(rhs), 1e-300)
-        tight = abs(lhs - rhs) / s if finite else math.inf
+        s = scale if scale is not None else max(abs(lhs), abs(rhs))
+        tight = abs(lhs - rhs) / max(s, 1e-300) if finite else math.inf
     else:
         raise ValueError(f"unknown relation {relation!r}")
-    return CheckResult(lhs, rhs, relation, tol, bool(holds), float(tight), details)
+    if relation == "==":
+        degenerate = finite and (scale if scale is not None else max(abs(lhs), abs(rhs))) <= floor
+        degenerate = degenerate and holds  # a violated identity is never "degenerate"
+    else:
+        degenerate = finite and min(abs(lhs), abs(rhs)) <= floor
+    if degenerate and relation != "==":
+        tight = math.nan
+    return CheckResult(lhs, rhs, relation, tol, bool(holds), float(tight), details, degenerate)
 
 
 def compare_le(lhs: float, rhs: float, tol: float, **details: Any) -> CheckResult:
-    r"""An upper bound ``lhs <= rhs`` (:func:`compare` with ``"<="``) that may be tight at zero.
+    r"""An upper bound ``lhs <= rhs``: :func:`compare` with ``"<="``.
 
-    When ``rhs`` is zero to rounding (``rhs <= tol``: the exact regime, e.g. $R\ge\lceil
-    R_E/L\rceil$) and the bound holds, both sides vanish and ``lhs/rhs`` would be a ratio of
-    rounding noise; the tightness is then reported as 1 (attained), not as that ratio.
+    Kept for callers of earlier versions, which reported tightness 1 when ``rhs`` vanished to
+    rounding; such an instance is now degenerate (tightness NaN, counted apart), like every
+    bound with a side below the scale floor.
     """
-    r = compare(lhs, rhs, "<=", tol, **details)
-    if rhs <= tol and r.holds:
-        r = dataclasses.replace(r, tightness=1.0)
-    return r
+    return compare(lhs, rhs, "<=", tol, **details)
 
 
 def _ratio(num: float, den: float) -> float:
     if math.isnan(num) or math.isnan(den):
         return math.nan
     if den == 0.0:
-        return 1.0 if num == 0.0 else math.inf
+        return math.nan if num == 0.0 else math.inf
     return num / den
 
 
-def combine(results: list[CheckResult], **details: Any) -> CheckResult:
-    """One verdict from several sub-checks: holds iff all hold; reports the worst sub-check.
+def combine(
+    results: list[CheckResult], *, primary: int | None = None, **details: Any
+) -> CheckResult:
+    """One verdict from several sub-checks: holds iff all hold.
 
-    The worst is the one that fails, else the one with the largest tightness (bounds) or
-    residual (identities).
+    The reported sub-check (its sides, tolerance, tightness) is the first failing one; if all
+    hold, ``results[primary]``, the sub-check the claim is about (each claim says which in its
+    ``convention`` or ``notes``); without ``primary``, the one with the largest tightness
+    among the non-degenerate ones (the first if all are degenerate). ``details`` records
+    ``n_subchecks`` and, when given, ``primary``.
     """
     if not results:
         raise ValueError("combine needs at least one result")
+    if primary is not None and not 0 <= primary < len(results):
+        raise ValueError(f"primary={primary} is not a sub-check index (0..{len(results) - 1})")
     failing = [r for r in results if not r.holds]
-    worst = failing[0] if failing else max(results, key=lambda r: r.tightness)
+    if failing:
+        worst = failing[0]
+    elif primary is not None:
+        worst = results[primary]
+    else:
+        ok = [r for r in results if not r.degenerate and not math.isnan(r.tightness)]
+        worst = max(ok, key=lambda r: r.tightness) if ok else results[0]
     merged = dict(worst.details)
     merged.update(details)
     merged["n_subchecks"] = len(results)
+    if primary is not None:
+        merged["primary"] = primary
     return CheckResult(
-        worst.lhs, worst.rhs, worst.relation, worst.tol, not failing, worst.tightness, merged
+        worst.lhs,
+        worst.rhs,
+        worst.relation,
+        worst.tol,
+        not failing,
+        worst.tightness,
+        merged,
+        worst.degenerate,
     )
 
 
