@@ -76,9 +76,9 @@ def _setup(cfg: Config):
     return phi, mask, target, ws, lr, kw
 
 
-def _full(cfg: Config) -> dict:
+def _full(cfg: Config, sweep: Sweep) -> dict:
     phi, mask, target, ws, lr, kw = _setup(cfg)
-    full = lt.run_completion(ws, target, mask, truth=phi, **kw)
+    full = lt.run_completion(ws, target, mask, truth=phi, chunking=sweep.chunks("full width"), **kw)
     out = {"lr": lr, "steps": full.steps, "full": np.asarray(full.records["recovery"]),
            "sample": np.asarray(full.records["custom"])}  # fmt: skip
     out["sec_per_step_full"] = seconds_per_step(
@@ -87,14 +87,15 @@ def _full(cfg: Config) -> dict:
     return out
 
 
-def _compressed(cfg: Config, g: float) -> dict:
+def _compressed(cfg: Config, g: float, sweep: Sweep) -> dict:
     phi, mask, target, ws, lr, kw = _setup(cfg)
     jax.block_until_ready(lt.compress(ws, target, cfg.r, mask=mask).u)  # compile
     t0 = time.perf_counter()
     comp = lt.compress(ws, target, cfg.r, mask=mask)
     jax.block_until_ready(comp.u)
     out = {"setup_s": time.perf_counter() - t0}
-    res = lt.run_compressed(comp, gamma=g, mask=mask, truth=phi, **kw)
+    res = lt.run_compressed(comp, gamma=g, mask=mask, truth=phi, chunking=sweep.chunks(f"gamma={g}"),
+                            **kw)  # fmt: skip
     out["recovery"] = np.asarray(res.records["recovery"])
     out["sample"] = np.asarray(res.records["custom"])
     out["sec_per_step"] = seconds_per_step(
@@ -104,11 +105,11 @@ def _compressed(cfg: Config, g: float) -> dict:
 
 
 def main(cfg: Config, sweep: Sweep) -> dict:
-    # one cached point per run (full width, then each gamma): an interrupted run resumes
-    # inside the figure; the principal components are computed from all runs' samples
+    # one cached point per run (full width, then each gamma), each GD run checkpointed: an
+    # interrupted run resumes inside its point; the principal components use all runs' samples
     keys = ["full"] + [f"gamma={g}" for g in cfg.gammas]
-    runs = sweep.run(keys, lambda k: _full(cfg) if k == "full" else _compressed(cfg, float(k[6:])),
-                     desc="runs")  # fmt: skip
+    runs = sweep.run(keys, lambda k: _full(cfg, sweep) if k == "full"
+                     else _compressed(cfg, float(k[6:]), sweep), desc="runs")  # fmt: skip
     full = runs["full"]
     out = {k: full[k] for k in ("lr", "steps", "full", "sec_per_step_full")}
     out["setup_s"] = runs[keys[1]]["setup_s"] if len(keys) > 1 else 0.0

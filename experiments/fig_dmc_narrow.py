@@ -73,7 +73,7 @@ def _setup(cfg: Config):
     return k, phi, mask, target, cfg.lr_times_p / cfg.frac
 
 
-def _compressed(cfg: Config, rh: int) -> dict:
+def _compressed(cfg: Config, rh: int, sweep: Sweep) -> dict:
     """Compressed runs at one rhat (trials differ only in the full-width initialisation)."""
     k, phi, mask, target, lr = _setup(cfg)
     its = []
@@ -81,8 +81,8 @@ def _compressed(cfg: Config, rh: int) -> dict:
         ws = lt.orthogonal_init(jax.random.fold_in(k[1], tr), cfg.d, cfg.depth, cfg.eps)
         comp = lt.compress(ws, target, rh, mask=mask)
         res = lt.run_compressed(comp, lr=lr, steps=cfg.steps, gamma=cfg.gamma, mask=mask,
-                                truth=phi, record_every=cfg.record_every,
-                                record=("recovery",))  # fmt: skip
+                                truth=phi, record_every=cfg.record_every, record=("recovery",),
+                                chunking=sweep.chunks(f"trial={tr}"))  # fmt: skip
         its.append(first_below(np.asarray(res.records["recovery"]), res.steps, cfg.tol))
     sec = seconds_per_step(lambda n: lt.run_compressed(
         comp, lr=lr, steps=n, gamma=cfg.gamma, mask=mask).weights, 200)  # fmt: skip
@@ -115,7 +115,8 @@ def _narrow_timing(cfg: Config, rh: int) -> float:
 def main(cfg: Config, sweep: Sweep) -> dict:
     # one cached point per compressed rhat, one for the narrow batch, one per narrow timing
     comp = sweep.run([f"compressed rhat={rh}" for rh in cfg.rhats],
-                     lambda key: _compressed(cfg, int(key.split("=")[1])), desc="compressed")  # fmt: skip
+                     lambda key: _compressed(cfg, int(key.split("=")[1]), sweep),
+                     desc="compressed")  # fmt: skip
     nar = sweep.run(["narrow"], lambda _: _narrow(cfg), desc="narrow batch")["narrow"]
     nsec = sweep.run([f"narrow timing rhat={rh}" for rh in cfg.rhats],
                      lambda key: _narrow_timing(cfg, int(key.split("=")[1])), desc="timing")  # fmt: skip

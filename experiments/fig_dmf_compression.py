@@ -64,7 +64,7 @@ def _setup(cfg: Config):
     return ws, phi, comp, time.perf_counter() - t0
 
 
-def _full(cfg: Config) -> dict:
+def _full(cfg: Config, sweep: Sweep) -> dict:
     ws, phi, comp, _ = _setup(cfg)
     u, v = comp.u, comp.v
 
@@ -72,7 +72,8 @@ def _full(cfg: Config) -> dict:
         return u.T @ lt.end_to_end(w) @ v
 
     full = lt.run_factorization(ws, phi, lr=cfg.lr, steps=cfg.steps, record_every=cfg.record_every,
-                                record=("loss",), record_fn=coords)  # fmt: skip
+                                record=("loss",), record_fn=coords,
+                                chunking=sweep.chunks("full width"))  # fmt: skip
     t_full = seconds_per_step(
         lambda s: lt.run_factorization(ws, phi, lr=cfg.lr, steps=s).weights, 20
     )
@@ -80,10 +81,10 @@ def _full(cfg: Config) -> dict:
             "coords": np.asarray(full.records["custom"]), "sec_per_step": t_full}  # fmt: skip
 
 
-def _compressed(cfg: Config) -> dict:
+def _compressed(cfg: Config, sweep: Sweep) -> dict:
     _, _, comp, setup = _setup(cfg)
     small = lt.run_compressed(comp, lr=cfg.lr, steps=cfg.steps, record_every=cfg.record_every,
-                              record=("loss", "weights"))  # fmt: skip
+                              record=("loss", "weights"), chunking=sweep.chunks("compressed"))  # fmt: skip
     n = len(small.steps)
     c_small = np.stack([np.asarray(lt.end_to_end([small.records["weights"][l][i]
                                                    for l in range(cfg.depth)])) for i in range(n)])  # fmt: skip
@@ -93,9 +94,10 @@ def _compressed(cfg: Config) -> dict:
 
 
 def main(cfg: Config, sweep: Sweep) -> dict:
-    # one cached point per run (compressed, full width): an interrupted run resumes between them
+    # one cached point per run (compressed, full width), each GD run checkpointed mid-run
     runs = sweep.run(["compressed", "full"],
-                     lambda k: _full(cfg) if k == "full" else _compressed(cfg), desc="runs")  # fmt: skip
+                     lambda k: _full(cfg, sweep) if k == "full" else _compressed(cfg, sweep),
+                     desc="runs")  # fmt: skip
     full, small = runs["full"], runs["compressed"]
     c_full, c_small = np.asarray(full["coords"]), np.asarray(small["coords"])
     n = len(full["steps"])

@@ -58,11 +58,11 @@ def _setup(cfg: Config):
     return ws, phi
 
 
-def _gd(cfg: Config) -> dict:
+def _gd(cfg: Config, sweep: Sweep) -> dict:
     """The GD run: W_1(t) at every step."""
     ws, phi = _setup(cfg)
     res = lt.run_factorization(ws, phi, lr=cfg.lr, steps=cfg.steps, record_every=1,
-                               record=("weights",))  # fmt: skip
+                               record=("weights",), chunking=sweep.chunks())  # fmt: skip
     return {"w1": np.asarray(res.records["weights"][0])}
 
 
@@ -108,7 +108,7 @@ def _analysis(cfg: Config, w1: np.ndarray) -> dict:
 
 def main(cfg: Config, sweep: Sweep) -> dict:
     # two cached points: the GD trajectory, then its SVD analysis
-    w1 = np.asarray(sweep.run(["gd"], lambda _: _gd(cfg), desc="gd")["gd"]["w1"])
+    w1 = np.asarray(sweep.run(["gd"], lambda _: _gd(cfg, sweep), desc="gd")["gd"]["w1"])
     return sweep.run(["analysis"], lambda _: _analysis(cfg, w1), desc="analysis")["analysis"]
 
 

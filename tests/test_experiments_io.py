@@ -199,7 +199,9 @@ def test_ctrl_c_ends_with_one_line_saying_what_was_saved(tmp_path, capsys):
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert last.startswith("t: interrupted at point c;")
-    assert "2 finished point(s) saved" in last and "run the same command again" in last
+    assert last == (f"t: interrupted at point c; saved 2 finished point(s) to "
+                    f"{tmp_path / '.cache' / 't' / eio.config_hash(_Cfg())}; "
+                    "rerun the same command to resume")  # fmt: skip
     assert "Traceback" not in err
     # progress: one line per finished point
     assert "pts 1/4 [a]" in err and "pts 2/4 [b]" in err

@@ -65,6 +65,7 @@ from jaxtyping import ArrayLike, Float
 from ..core.precision import DTYPE, EPS
 from ..core.validation import check_int
 from .factorization import (
+    Chunking,
     GDResult,
     check_schedule,
     check_weights,
@@ -72,6 +73,7 @@ from .factorization import (
     gd_step,
     loss_and_gradients,
     orthogonal_init,
+    run_chunked,
     run_gd,
     validate_mask,
     validate_target,
@@ -418,18 +420,35 @@ def _scan_small(ws, phic, res2, lr, lam, *, n_records, stride, want_small):
     return final, recs
 
 
-def _run_small(comp: Compressed, lr, weight_decay, steps: int, stride: int, record) -> GDResult:
+@partial(jax.jit, static_argnames=("n",))
+def _steps_small(ws, phic, lr, lam, *, n):
+    lrs, lams = (lr,) * len(ws), (lam,) * len(ws)
+    return jax.lax.fori_loop(0, n, lambda _, w: gd_step(w, phic, None, lrs, lams)[1], ws)
+
+
+def _run_small(
+    comp: Compressed, lr, weight_decay, steps: int, stride: int, record, chunking=None
+) -> GDResult:
     """The k x k path of :func:`run_compressed` (full observation, gamma = 0): GD (9)."""
-    final, recs = _scan_small(
-        tuple(comp.weights),
-        comp.target_c,
-        comp.residual**2,
-        float(lr),
-        float(weight_decay),
-        n_records=steps // stride,
-        stride=stride,
-        want_small="weights" in record,
-    )
+    want = "weights" in record
+    res2 = comp.residual**2
+
+    def advance(w, n):
+        return _scan_small(w, comp.target_c, res2, float(lr), float(weight_decay), n_records=n,
+                           stride=stride, want_small=want)  # fmt: skip
+
+    ws = tuple(comp.weights)
+    if chunking is None:
+        final, recs = advance(ws, steps // stride)
+    else:
+        sig = {"driver": "run_compressed k x k", "steps": steps, "stride": stride,
+               "weights": want, "shapes": [list(w.shape) for w in ws]}  # fmt: skip
+        final, recs = run_chunked(
+            advance, ws, n_records=steps // stride, stride=stride, signature=sig,
+            chunking=chunking,
+            advance_steps=lambda w, n: _steps_small(w, comp.target_c, float(lr),
+                                                    float(weight_decay), n=n),
+        )  # fmt: skip
     if not all(bool(jnp.all(jnp.isfinite(w))) for w in final):
         raise FloatingPointError("compressed GD diverged: lower the learning rate")
     out = {}
@@ -454,6 +473,7 @@ def run_compressed(
     record_every: int | None = None,
     record: Sequence[str] = ("loss",),
     record_fn=None,
+    chunking: Chunking | None = None,
 ) -> GDResult:
     r"""GD on the compressed problem: (9) for full observation, (11) with a mask and/or $\gamma>0$.
 
@@ -466,6 +486,9 @@ def run_compressed(
       and $\eta$, $\lambda$ on the inner ones; ``gamma = 0`` freezes $U_{L,1},V_{1,1}$. The
       result's ``weights`` are that $(L+2)$-tuple; records (and ``record_fn``, called on that
       tuple) as in :func:`lowrank_theory.dmf.factorization.run_gd`.
+
+    ``chunking``: run in chunks (progress, Ctrl-C, checkpoints; bitwise the same result), see
+    :class:`~lowrank_theory.dmf.factorization.Chunking`.
     """
     if not (gamma >= 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
@@ -480,7 +503,7 @@ def run_compressed(
             raise ValueError("truth and record_fn are only used on the dense path (mask/gamma)")
         eps = tuple(float(w[0, 0]) for w in comp.weights)
         rho_divergence(eps, lr, weight_decay, warn=True)
-        return _run_small(comp, lr, weight_decay, steps, stride, record)
+        return _run_small(comp, lr, weight_decay, steps, stride, record, chunking)
     ws = (comp.v.T, *comp.weights, comp.u)
     n = len(ws)
     lrs = [gamma * lr] + [lr] * (n - 2) + [gamma * lr]
@@ -496,6 +519,7 @@ def run_compressed(
         record_every=stride,
         record=record,
         record_fn=record_fn,
+        chunking=chunking,
     )
     return GDResult(res.weights, res.records, res.steps, {"path": "dense (L+2)-layer"})
 
@@ -514,13 +538,15 @@ def run_narrow(
     truth: ArrayLike | None = None,
     record_every: int | None = None,
     record: Sequence[str] = ("loss",),
+    chunking: Chunking | None = None,
 ) -> GDResult:
     r"""A randomly initialised narrow factorization of width ``width`` (Fig. 10's baseline).
 
     Layers $W_1\in\mathbb{R}^{w\times d}$, $W_2,\dots,W_{L-1}\in\mathbb{R}^{w\times w}$,
     $W_L\in\mathbb{R}^{d\times w}$ with scaled (semi-)orthogonal random initialisation of scale
     ``eps`` (:func:`~lowrank_theory.dmf.factorization.orthogonal_init`), trained by GD on (2) or,
-    with ``mask``, on (10).
+    with ``mask``, on (10). ``chunking``: as in
+    :func:`~lowrank_theory.dmf.factorization.run_gd`.
     """
     phi = validate_target(target)
     depth = check_int(depth, "depth", lo=2)
@@ -539,4 +565,5 @@ def run_narrow(
         truth=truth,
         record_every=record_every,
         record=record,
+        chunking=chunking,
     )
