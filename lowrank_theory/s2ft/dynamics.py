@@ -195,32 +195,128 @@ def gd_s2ft(
 
 
 # --- Section 4.2 -----------------------------------------------------------------------------
-def sec42_gradients(
-    instance: DeepLinearInstance, ell: int, S: Sequence[int], v: np.ndarray, data: Sample
-) -> dict[str, np.ndarray]:
-    r"""Autodiff gradients of $\hat{\mathcal R}_n$ at $W_\ell+U_SV^\top$ (Section 4.2).
+def _risk_v_jax(wbar, w_l, wlow, x, y, rows, vv):
+    r"""$\hat{\mathcal R}_n$ written directly in the sparse parameters $V$: $V^\top$ is scattered
+    into the rows $S$ of $W_\ell$ (no $U_S$ product), the network applied factor by factor."""
+    w = w_l.at[rows, :].add(vv.T)
+    f = wbar @ (w @ (wlow @ x))
+    return jnp.mean(jnp.sum((y - f) ** 2, axis=0))
 
-    Returns ``grad_v`` $=\partial\hat{\mathcal R}_n/\partial V$ (autodiff through the network),
-    ``grad_w`` $=G=\partial\hat{\mathcal R}_n/\partial W_\ell$, ``projected``
-    $=(U_S^\top G)^\top$ (the seed's $G_V^O$) and ``lstsq`` $=\arg\min_{G_V}\|U_SG_V^\top-G\|_F$
-    (by ``numpy.linalg.lstsq``).
+
+@partial(jax.jit, static_argnums=0)
+def _autodiff(risk, wbar, w_l, wlow, x, y, rows, v, w_at):
+    r"""``jax.grad`` of ``risk`` in $V$ at ``v``, and in the dense $W_\ell$ at ``w_at`` (the
+    same risk with an empty selection); ``risk`` is a static argument, so a replaced risk
+    function is traced anew."""
+    gv = jax.grad(lambda vv: risk(wbar, w_l, wlow, x, y, rows, vv))(v)
+    no_rows, no_v = rows[:0], v[:, :0]
+    gw = jax.grad(lambda w: risk(wbar, w, wlow, x, y, no_rows, no_v))(w_at)
+    return gv, gw
+
+
+def _risk_np(weights: Sequence[np.ndarray], ell: int, S: Sequence[int], v, x, y) -> float:
+    r"""$\hat{\mathcal R}_n$ in numpy, layer by layer through $W_1,\dots,W_L$ with the rows $S$ of
+    $W_\ell$ replaced by $W_\ell[S]+V^\top$ (the route of the finite differences)."""
+    z = x
+    for i, w in enumerate(weights, start=1):
+        if i == ell:
+            w = np.array(w, dtype=np.float64)
+            w[list(S), :] += v.T
+        z = w @ z
+    return float(np.mean(np.sum((y - z) ** 2, axis=0)))
+
+
+def _seed_gradient(wbar, w_l, wlow, S, v, x, y) -> np.ndarray:
+    r"""Section 4.2's closed form, sample by sample: $\partial\hat{\mathcal R}_n/\partial V
+    = \sum_i(\underline W_{\ell-1}x_i)\,\overline g_i^\top U_S$ with the back-propagated error
+    $\overline g_i = -\frac2n\overline W_{\ell+1}^\top(y_i-f(x_i))$ at layer $\ell$'s output
+    ($U_S$ applied as the column selection $\overline g_i[S]$)."""
+    w = np.array(w_l, dtype=np.float64)
+    w[list(S), :] += v.T
+    z = wlow @ x  # (d_{l-1}, n): the inputs of layer l
+    n = x.shape[1]
+    out = np.zeros((z.shape[0], len(S)))
+    for i in range(n):
+        gbar = (-2.0 / n) * (wbar.T @ (y[:, i] - wbar @ (w @ z[:, i])))
+        out += np.outer(z[:, i], gbar[list(S)])
+    return out
+
+
+def _central_differences(instance, ell, S, v, data, step):
+    r"""Central differences of :func:`_risk_np` in every entry of $V$ and, per entry, the size
+    $(|\hat{\mathcal R}_n(V+he_{jk})|+|\hat{\mathcal R}_n(V-he_{jk})|)/(2h)$ its rounding scales
+    with (the risk is quadratic in $V$, so central differences have no truncation error)."""
+    fd, rnd = np.zeros_like(v), np.zeros_like(v)
+    for j, k in np.ndindex(*v.shape):
+        e = np.zeros_like(v)
+        e[j, k] = step
+        lp = _risk_np(instance.weights, ell, S, v + e, data.x, data.y)
+        lm = _risk_np(instance.weights, ell, S, v - e, data.x, data.y)
+        fd[j, k] = (lp - lm) / (2 * step)
+        rnd[j, k] = (abs(lp) + abs(lm)) / (2 * step)
+    return fd, rnd
+
+
+def sec42_gradients(
+    instance: DeepLinearInstance,
+    ell: int,
+    S: Sequence[int],
+    v: np.ndarray,
+    data: Sample,
+    *,
+    fd_step: float = 0.1,
+    rotation_seed: int = 0,
+) -> dict[str, np.ndarray]:
+    r"""The Section 4.2 gradient of $\hat{\mathcal R}_n$ at $W_\ell+U_SV^\top$ by independent routes.
+
+    Returns
+
+    * ``grad_v``: $\partial\hat{\mathcal R}_n/\partial V$ by ``jax.grad`` of the risk written
+      directly in $V$ (:func:`_risk_v_jax`: $V^\top$ scattered into the rows $S$);
+    * ``closed_form``: the seed's formula $\sum_i(\underline W_{\ell-1}x_i)\overline g_i^\top U_S$,
+      $\overline g_i=-\frac2n\overline W_{\ell+1}^\top(y_i-f(x_i))$, sample by sample in numpy;
+    * ``finite_diff``: central differences (step ``fd_step``) of the risk evaluated layer by
+      layer in numpy, exact up to rounding since the risk is quadratic in $V$, and
+      ``fd_rounding``, the entrywise size $(|\hat{\mathcal R}_n^+|+|\hat{\mathcal R}_n^-|)/(2h)$
+      that their rounding error is proportional to;
+    * ``grad_w``: $G=\partial\hat{\mathcal R}_n/\partial W_\ell$ by ``jax.grad`` in the dense
+      $W_\ell$; ``projected`` $=(U_S^\top G)^\top$ (the seed's $G_V^O$);
+    * ``lstsq``: $\arg\min_{G_V}\|U_SG_V^\top-G\|_F$ solved by ``numpy.linalg.lstsq`` in the
+      mixed basis $U_SQ$ ($Q$ a random invertible $s\times s$ matrix, orthogonal times a diagonal
+      in $[1,2]$, from ``rotation_seed``): $G_V = H^\top Q^\top$ with
+      $H=\arg\min_H\|U_SQH-G\|_F$, a generic dense solve that does not use the 0/1 structure of
+      $U_S$ (on $U_S$ itself ``lstsq`` is exact by construction).
     """
     ell = instance.check_layer(ell)
-    us = selection_matrix(S, instance.dims[ell])
-    wbar, wlow = jnp.asarray(instance.above(ell)), jnp.asarray(instance.below(ell))
-    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
-    w_l = jnp.asarray(instance.weights[ell - 1])
-
-    def loss_w(w):
-        return jnp.mean(jnp.sum((y - wbar @ w @ wlow @ x) ** 2, axis=0))
-
-    def loss_v(vv):
-        return loss_w(w_l + jnp.asarray(us) @ vv.T)
-
-    gv = np.asarray(jax.grad(loss_v)(jnp.asarray(v)))
-    gw = np.asarray(jax.grad(loss_w)(w_l + jnp.asarray(us) @ jnp.asarray(v).T))
-    lst = np.linalg.lstsq(us, gw, rcond=None)[0].T
-    return {"grad_v": gv, "grad_w": gw, "projected": (us.T @ gw).T, "lstsq": lst}
+    d = instance.dims[ell]
+    chans = check_channels(S, d)
+    va = np.asarray(as_matrix(v, "v"))
+    if va.shape != (instance.dims[ell - 1], len(chans)):
+        raise ValueError(
+            f"v must have shape (d_prev, |S|) = {(instance.dims[ell - 1], len(chans))}, "
+            f"got {va.shape}"
+        )
+    fd_step = check_float(fd_step, "fd_step", lo=0.0, lo_open=True)
+    wbar, wlow = instance.above(ell), instance.below(ell)
+    w_l = np.asarray(instance.weights[ell - 1], dtype=np.float64)
+    x, y = np.asarray(data.x, np.float64), np.asarray(data.y, np.float64)
+    rows = jnp.asarray(chans, dtype=jnp.int32)
+    w_at = w_l + selection_matrix(chans, d) @ va.T
+    gv, gw = (np.asarray(g) for g in _autodiff(_risk_v_jax, wbar, w_l, wlow, x, y, rows, va, w_at))
+    rot = np.random.default_rng(rotation_seed)
+    q = np.linalg.qr(rot.standard_normal((len(chans),) * 2))[0]
+    q = q * (1.0 + rot.uniform(size=len(chans)))  # columns scaled: not a selection even for s=1
+    h = np.linalg.lstsq(selection_matrix(chans, d) @ q, gw, rcond=None)[0]
+    fd, rnd = _central_differences(instance, ell, chans, va, data, fd_step)
+    return {
+        "grad_v": gv,
+        "closed_form": _seed_gradient(wbar, w_l, wlow, chans, va, x, y),
+        "finite_diff": fd,
+        "fd_rounding": rnd,
+        "grad_w": gw,
+        "projected": gw[list(chans), :].T,
+        "lstsq": h.T @ q.T,
+    }
 
 
 # --- Section 3.1: coupled structures ----------------------------------------------------------

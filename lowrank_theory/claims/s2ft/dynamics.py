@@ -27,36 +27,54 @@ from .instances import base_params, build, counterexample, data_for, reg, scale
 
 
 # --- Section 4.2, implicit bias, permutation ------------------------------------------------
+def check_sec42_gradient(b: dict[str, Any]) -> CheckResult:
+    r"""Section 4.2's gradient by three independent routes (see the claim's ``convention``).
+
+    The magnitude ``mag`` of the terms the gradient sums,
+    $\frac2n\|\underline W_{\ell-1}X\|_F\|\overline W_{\ell+1}\|_2(\|Y\|_F
+    +\|\overline W_{\ell+1}\|_2\|W_\ell+U_SV^\top\|_2\|\underline W_{\ell-1}X\|_F)$, scales
+    the rounding tolerance of the autodiff/closed-form/least-squares comparisons; the finite
+    differences' tolerance scales with $\|(|\hat{\mathcal R}^+|+|\hat{\mathcal R}^-|)/(2h)\|_F$.
+    """
+    inst, ell, S = b["inst"], b["ell"], b["S"]
+    seed = b["params"]["seed"]
+    rng = np.random.default_rng(seed)
+    data = sample(inst, 32, jax.random.key(seed))
+    v = 0.1 * rng.standard_normal((inst.dims[ell - 1], len(S)))
+    g = sec42_gradients(inst, ell, S, v, data, rotation_seed=seed)
+    z = inst.below(ell) @ data.x
+    wbar = inst.above(ell)
+    w = inst.weights[ell - 1] + selection_matrix(S, inst.dims[ell]) @ v.T
+    nb = float(np.linalg.norm(wbar, 2))
+    mag = (2.0 / data.n) * float(np.linalg.norm(z)) * nb
+    mag *= float(np.linalg.norm(data.y)) + nb * float(np.linalg.norm(w, 2) * np.linalg.norm(z))
+    n_ops = sum(inst.dims) + data.n
+    tol = tolerance(mag, n=n_ops)
+    fd_scale = float(np.linalg.norm(g["fd_rounding"])) + mag
+    routes = [  # (route, tolerance, scale, what jax.grad in V is compared with)
+        ("closed_form", tol, mag, "seed's closed form sum_i (W_low x_i) g_i^T U_S"),
+        ("finite_diff", tolerance(fd_scale, n=n_ops), fd_scale, "central differences"),
+        ("lstsq", tol, mag, "argmin ||U_S G_V^T - G||_F (lstsq, mixed basis)"),
+    ]
+    resid = {k: float(np.linalg.norm(g["grad_v"] - g[k])) for k, _, _, _ in routes}
+    details = {f"residual_{k}": r for k, r in resid.items()}
+    return combine(
+        [
+            compare(resid[k], 0.0, "==", t, scale=sc, what=f"jax.grad in V == {what}", **details)
+            for k, t, sc, what in routes
+        ],
+        primary=0,
+    )
+
+
 def check_sec42(b: dict[str, Any], part: str) -> CheckResult:
+    """The single-layer GD step of Section 4.2 (``part``: ``as_written`` or ``corrected``)."""
+    if part == "gradient":
+        return check_sec42_gradient(b)
     inst, ell, S = b["inst"], b["ell"], b["S"]
     rng = np.random.default_rng(b["params"]["seed"])
-    data = sample(inst, 32, jax.random.key(b["params"]["seed"]))
     dp = inst.dims[ell - 1]
     v = 0.1 * rng.standard_normal((dp, len(S)))
-    g = sec42_gradients(inst, ell, S, v, data)
-    sc = float(np.linalg.norm(g["grad_w"])) * scale(b)
-    tol = tolerance(max(sc, 1e-300), n=sum(inst.dims) + data.n)
-    if part == "gradient":
-        return combine(
-            [
-                compare(
-                    float(np.linalg.norm(g["grad_v"] - g["projected"])),
-                    0.0,
-                    "==",
-                    tol,
-                    scale=max(sc, 1e-300),
-                    what="dL/dV = (U_S^T G)^T",
-                ),
-                compare(
-                    float(np.linalg.norm(g["lstsq"] - g["projected"])),
-                    0.0,
-                    "==",
-                    tol,
-                    scale=max(sc, 1e-300),
-                    what="argmin ||U_S G_V^T - G|| = U_S^T G",
-                ),
-            ]
-        )
     # one GD step on V for a single layer f(x) = (W + U_S V^T) x, loss 1/2 ||y - f(x)||^2
     d = inst.dims[ell]
     w = inst.weights[ell - 1]
@@ -85,9 +103,17 @@ def check_sec42(b: dict[str, Any], part: str) -> CheckResult:
 
 
 def check_implicit_s2ft(b: dict[str, Any]) -> CheckResult:
+    r"""Relative distance of GD's $V_t$ to the minimum-norm $V^{S^2FT}$ against the linear rate.
+
+    Rounding floor (a documented bound): GD is a contraction by $\rho=1-\mu/L$ per step, and
+    each step adds rounding of its three terms ($V$, $\eta\nabla^2V$, $\eta\,b$, each of size
+    $\lesssim\|V^\star\|$), so its fixed point is reached to
+    $\approx 3\,n\varepsilon\|V^\star\|/(1-\rho)=3\,n\varepsilon\,\kappa_H\|V^\star\|$,
+    $\kappa_H=L/\mu\le$ ``scale(b)``: ``tolerance(scale(b), n=3 * sum(dims))``.
+    """
     inst, ell, S = b["inst"], b["ell"], b["S"]
     res = gd_s2ft(inst, ell, S, b["n"], data=data_for(b), steps=3000)
-    floor = tolerance(scale(b), n=sum(inst.dims), factor=1000)
+    floor = tolerance(scale(b), n=3 * sum(inst.dims))
     return compare(
         float(res.distance[-1]),
         max(float(res.rate_bound), floor),
@@ -112,6 +138,8 @@ def check_implicit_lora(b: dict[str, Any]) -> CheckResult:
         lr=res.lr,
         init_scale=1e-4,
         distance_mid=float(res.distance[res.steps // 2]),
+        criterion="relative distance ||UV^T - Delta_LoRA||_F / ||Delta_LoRA||_F after 20000 GD "
+        "steps from N(0, 1e-4^2) is <= 0.05",
     )
 
 
@@ -155,7 +183,8 @@ def check_permutation(b: dict[str, Any]) -> CheckResult:
                 scale=sc,
                 what="dense block update = sparse update",
             ),
-        ]
+        ],
+        primary=0,  # the co-permutation invariance (the dense update is checked too)
     )
 
 
@@ -166,7 +195,17 @@ reg(
     lambda: base_params(),
     build,
     lambda b: check_sec42(b, "gradient"),
-    convention="G = gradient of the empirical risk wrt W_ell at W_ell + U_S V^T (autodiff through the network); lstsq by numpy.",
+    convention=(
+        "Empirical risk (1/n) sum_i ||y_i - f(x_i)||^2 on n = 32 samples at W_ell + U_S V^T, V "
+        "random; three independent routes are compared with jax.grad of the risk written directly "
+        "in V (V^T scattered into the rows S): (0, primary) the seed's closed form "
+        "sum_i (W_low x_i) g_i^T U_S with g_i = -(2/n) W_above^T (y_i - f(x_i)), sample by "
+        "sample in numpy; (1) central differences of the risk evaluated layer by layer in numpy "
+        "(exact up to rounding: the risk is quadratic in V); (2) argmin_{G_V} ||U_S G_V^T - G||_F "
+        "for G = jax.grad in the dense W_ell, solved by numpy lstsq in a randomly mixed basis "
+        "U_S Q, Q invertible (a dense solve; on U_S itself lstsq is exact by construction). Tolerances: "
+        "rounding of the summed terms' magnitude, and of the perturbed risks / 2h for (1)."
+    ),
     test_examples=3,
 )
 reg(
@@ -221,5 +260,7 @@ reg(
     lambda: base_params(),
     build,
     check_permutation,
+    convention="Reported (primary): the co-permutation invariance; the dense update of the "
+    "permuted block = the sparse update is checked too.",
     test_examples=6,
 )
