@@ -3,7 +3,10 @@
 Each module exposes ``run() -> list[dict]`` of rows ``{name, value, unit, target, better,
 notes}``. Ratios are measured within one run of this script (baseline and subject together),
 times exclude compilation and are taken after ``block_until_ready``. ``--only PREFIX`` runs the
-modules whose file name contains PREFIX and merges their rows into the existing file. The table
+modules whose file name contains PREFIX and merges their rows into the existing file;
+``--skip A,B`` leaves out the modules containing A or B and keeps their old rows
+(``bench_dmc_large``, the $d=10^5$ completion of issue 15, takes about 10 minutes on 2 cores:
+``--only dmc_large`` runs it alone). The table
 of all rows is written into the ``bench`` block of ``docs/benchmarks.md`` (``--docs PATH``;
 ``--docs ''`` writes none).
 """
@@ -77,6 +80,12 @@ def machine_record() -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="", help="run only bench_<...> modules containing this")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: skip bench_<...> modules containing any of these (e.g. dmc_large, "
+        "the ~10 min d = 1e5 completion run); their rows in --out are kept",
+    )
     ap.add_argument("--out", default=str(HERE / "results.json"))
     ap.add_argument(
         "--docs",
@@ -85,11 +94,13 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     out = Path(args.out)
-    rows = json.loads(out.read_text()) if (args.only and out.exists()) else []
+    skip = [x for x in args.skip.split(",") if x]
+    keep_old = bool(args.only or skip)
+    rows = json.loads(out.read_text()) if (keep_old and out.exists()) else []
     machine = machine_record()
     versions = package_versions()
     for path in sorted(HERE.glob("bench_*.py")):
-        if args.only and args.only not in path.stem:
+        if (args.only and args.only not in path.stem) or any(x in path.stem for x in skip):
             continue
         print(f"{path.stem} ...", flush=True)
         t0 = time.perf_counter()

@@ -5,7 +5,10 @@ paths writable, input paths readable, the claim prefix known; a bad one ends the
 one-line message and exit status 2. This module imports nothing of the package until the
 arguments are parsed and the cheap checks pass, so ``--help`` and an argument error never import
 JAX. An audit with ``--json PATH`` rewrites the report after each claim (atomically);
-``--resume`` continues an interrupted one; Ctrl-C saves what is finished and exits with 130.
+``--resume`` continues an interrupted one (made with the same ``--examples``, ``--seed`` and
+``--no-stored``); Ctrl-C saves what is finished and exits with 130. ``--no-stored`` ignores
+the stored counterexamples, so that every false claim must be found by the search
+(:mod:`lowrank_theory.pipeline.audit`).
 """
 
 import argparse
@@ -55,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="with --json PATH: skip the claims already in PATH (made with the same "
-        "--examples, --seed and package version) and continue",
+        "--examples, --seed, --no-stored and package version) and continue",
+    )
+    a.add_argument(
+        "--no-stored",
+        action="store_true",
+        help="ignore the stored counterexamples: a claim registered as failing must be "
+        "rediscovered by the search alone",
     )
     a.add_argument("--quiet", action="store_true", help="no per-claim progress lines or bar")
     a.add_argument(
@@ -125,6 +134,11 @@ def _check_cheap(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error("--resume needs --json PATH (the report to continue)")
     if args.resume and args.from_json:
         parser.error("--resume runs claims; --from-json does not: use one of them")
+    if args.no_stored and args.from_json:
+        parser.error(
+            "--no-stored changes how claims are run; --from-json runs none (the report "
+            "records its mode): use one of them"
+        )
     if args.from_json:
         why = _readable_file_problem(args.from_json)
         if why:
@@ -184,6 +198,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         reports = [r for r in reports if r.id.startswith(args.claims)]
         args.examples = meta.get("config", {}).get("examples", args.examples)
         args.seed = meta.get("seed", args.seed)
+        args.no_stored = bool(meta.get("config", {}).get("no_stored", False))
         args.json = None
     else:
         reports = _run_audit(parser, args, audit)
@@ -197,7 +212,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.json:
         print(f"\nwrote {args.json}")
     if args.update_docs:
-        audit.update_docs(reports, args.update_docs, args.examples, args.seed)
+        audit.update_docs(
+            reports, args.update_docs, args.examples, args.seed, use_stored=not args.no_stored
+        )
         print(f"updated the audit table in {args.update_docs}")
     bad = [r.id for r in reports if r.unexpected]
     if bad:
@@ -213,7 +230,9 @@ def _run_audit(parser: argparse.ArgumentParser, args: argparse.Namespace, audit)
     previous = []
     if args.resume:
         try:
-            previous = audit.resume_reports(args.json, args.examples, args.seed)
+            previous = audit.resume_reports(
+                args.json, args.examples, args.seed, use_stored=not args.no_stored
+            )
         except ValueError as e:
             parser.error(str(e))
     saved = list(previous)
@@ -221,7 +240,8 @@ def _run_audit(parser: argparse.ArgumentParser, args: argparse.Namespace, audit)
     if args.json:
         from .pipeline.records import run_metadata
 
-        meta = run_metadata({"claims": args.claims, "examples": args.examples}, args.seed)
+        config = {"claims": args.claims, "examples": args.examples, "no_stored": args.no_stored}
+        meta = run_metadata(config, args.seed)
 
     def save(rep) -> None:
         saved.append(rep)
@@ -236,6 +256,7 @@ def _run_audit(parser: argparse.ArgumentParser, args: argparse.Namespace, audit)
             progress=not args.quiet,
             skip={r.id for r in previous},
             on_report=save,
+            use_stored=not args.no_stored,
         )
     except KeyboardInterrupt:
         done = len(saved) - len(previous)

@@ -149,7 +149,8 @@ LEMMA1 = {"D": 6, "L": 2, "R": 3, "rank_e": 5, "spectrum": "flat", "log10_cond":
         ({**LEMMA1, "D": 6.5}, r"parameter 'D' must be int .* got float 6\.5"),
         ({**LEMMA1, "spectrum": 3}, r"parameter 'spectrum' must be str"),
         # the package's validation refuses the instance: an assumption, not a counterexample
-        ({**LEMMA1, "R": 0}, r"lora\.lemma1\.exact: .*assumption.*rank .*must be >= 1"),
+        # (R = 0 also breaks the claim's own exactness precondition, asserted first)
+        ({**LEMMA1, "R": 0}, r"lora\.lemma1\.exact: .*assumption.*(must be >= 1|R >= ceil)"),
         ({**LEMMA1, "R": 7}, r"lora\.lemma1\.exact: .*assumption.*must be <= 6"),
     ],
 )
@@ -227,4 +228,231 @@ def test_load_json_restores_non_finite_tightness(tmp_path):
     write_json([rep], tmp_path / "r.json", {"seed": 0})
     (back,), meta = load_json(tmp_path / "r.json")
     assert back.max_tightness == math.inf and meta == {"seed": 0}
-    assert "| inf | empirical |" in format_table([back])
+    assert "| inf | - | empirical (criterion met on 3/3) |" in format_table([back])
+
+
+# --- the search: targeting, refinement, --no-stored, degenerate instances, empirical k/n -----
+
+
+def _claim(cid, params, check, build=lambda p: p, **kw):
+    return Claim(id=cid, source="test", statement="s", params=params, build=build, check=check,
+                 **kw)  # fmt: skip
+
+
+def test_the_margin_drives_hypothesis_target(monkeypatch):
+    seen = []
+    real = audit.hypothesis.target
+
+    def spy(value, label):
+        seen.append((value, label))
+        return real(value, label=label)
+
+    monkeypatch.setattr(audit.hypothesis, "target", spy)
+    rep = audit.run_claim(_toy(bound=3.0), examples=30, seed=0, refine_budget=0)
+    assert seen and all(math.isfinite(v) and 0 <= v <= 1 for v, _ in seen)
+    assert {lb for _, lb in seen} <= {audit.MARGIN_LABEL, audit.MARGIN_LABEL + " (equality cases)"}
+    # the budget says which instances hypothesis' optimiser produced
+    assert rep.search["generate"] + rep.search["target"] == rep.n_instances >= 30
+    assert rep.search["target"] > 0 and rep.search["refine"] == 0
+
+
+def test_degenerate_instances_are_counted_apart_never_tight():
+    # n = 0 puts the left side at the scale floor: degenerate (tightness NaN), never tight
+    checked = []
+
+    def check(p):
+        checked.append(p["n"])
+        return compare(p["n"], 4.0, "<=", 0.5)
+
+    claim = _claim(
+        "toy-deg",
+        lambda: st.fixed_dictionaries({"n": st.sampled_from([0, 1, 2]), "seed": st.just(0)}),
+        check,
+    )
+    rep = audit.run_claim(claim, examples=20, seed=0)
+    assert rep.status == "holds" and rep.n_degenerate == checked.count(0) > 0
+    assert rep.max_tightness == 0.5 and rep.tightest["params"]["n"] == 2
+    assert not rep.tightest["degenerate"]
+    head = audit.format_table([rep]).splitlines()[0]
+    assert "| degenerate |" in head and f"| {rep.n_degenerate} |" in audit.format_table([rep])
+
+
+def _bump(x_values, refused=lambda p: False, built=None):
+    """A claim violated for 0.45 < x < 0.55 only (1 - |x - 1/2| <= 0.95); x drawn from
+    ``x_values``, y from {1, 2} (no effect); ``build`` refuses the instances ``refused``."""
+
+    def build(p):
+        if built is not None:
+            built.append(dict(p))
+        assert not refused(p), "outside the claim's assumptions"
+        return p
+
+    return _claim(
+        "toy-bump",
+        lambda: st.fixed_dictionaries(
+            {"x": st.sampled_from(x_values), "y": st.sampled_from([1.0, 2.0]), "seed": st.just(3)}
+        ),
+        lambda p: compare(1 - abs(p["x"] - 0.5), 0.95, "<=", 0.0),
+        build=build,
+    )
+
+
+def test_refinement_finds_what_sampling_cannot_and_stays_in_range():
+    built = []
+    claim = _bump([0.0, 1.0], built=built)
+    assert audit.run_claim(claim, examples=20, seed=0, refine_budget=0).status == "holds"
+    built.clear()
+    rep = audit.run_claim(claim, examples=20, seed=0, refine_budget=10)
+    assert rep.status == "fails" and rep.found_by == "refine"
+    s = rep.search
+    assert rep.examples_to_violation == s["generate"] + s["target"] + s["refine"]
+    assert rep.counterexample["params"]["x"] == 0.5 and rep.counterexample["params"]["seed"] == 3
+    assert all(0.0 <= p["x"] <= 1.0 and 1.0 <= p["y"] <= 2.0 for p in built)
+    assert all(p["seed"] == 3 for p in built)
+
+
+def test_refinement_skips_instances_the_build_refuses():
+    built = []
+    claim = _bump([0.0, 1.0], refused=lambda p: 0.4 < p["x"] < 0.6, built=built)
+    rep = audit.run_claim(claim, examples=20, seed=0, refine_budget=10)
+    assert rep.status == "holds" and rep.error is None  # a refused candidate is no finding
+    refused = [p for p in built if 0.4 < p["x"] < 0.6]
+    assert refused and rep.search["refine_infeasible"] == len(refused)
+    assert rep.n_instances == len(built) - len(refused)
+    assert rep.search["refine"] <= 10 and rep.max_tightness == pytest.approx(0.75 / 0.95)
+
+
+def test_refinement_moves_integers_only_to_drawn_combinations():
+    # s = 2 n is derived by the strategy: a move of n alone would leave it; it is not made
+    built = []
+
+    def build(p):
+        built.append(dict(p))
+        return p
+
+    claim = _claim(
+        "toy-pairs",
+        lambda: st.sampled_from([1, 2, 4]).map(lambda n: {"n": n, "s": 2 * n, "t": 0.5, "seed": 0}),
+        lambda p: compare(p["n"] + p["s"], 100.0, "<=", 0.0),
+        build=build,
+    )
+    rep = audit.run_claim(claim, examples=10, seed=0, refine_budget=10)
+    assert rep.status == "holds"
+    assert all(p["s"] == 2 * p["n"] for p in built)
+
+
+def test_no_stored_ignores_the_stored_counterexample():
+    # the stored instance x = 5 lies outside what the strategy draws: only it violates
+    claim = Claim(
+        id="toy-stored",
+        source="test",
+        statement="|x| <= 3",
+        params=lambda: st.fixed_dictionaries(
+            {"x": st.sampled_from([0.0, 1.0]), "seed": st.just(0)}
+        ),
+        build=lambda p: p["x"],
+        check=lambda x: compare(abs(x), 3.0, "<=", 0.0),
+        expected="fails",
+        counterexample={"x": 5.0, "seed": 0},
+    )
+    with_stored = audit.run_claim(claim, examples=10, seed=0)
+    assert with_stored.status == "fails" and with_stored.found_by == "stored"
+    assert with_stored.examples_to_violation is None and with_stored.search["stored"] == 1
+    assert with_stored.found_text == "stored"
+    phases = []
+    alone = audit.run_claim(claim, examples=10, seed=0, use_stored=False, on_instance=phases.append)
+    assert alone.status == "holds" and alone.unexpected  # the search alone does not find it
+    assert alone.search["stored"] == 0 and alone.n_violations == 0
+    assert phases.count("check") == alone.search["generate"] + alone.search["target"]
+
+
+def test_empirical_claims_report_their_criterion_k_of_n():
+    claim = _claim(
+        "toy-emp",
+        lambda: st.fixed_dictionaries({"x": st.integers(0, 9), "seed": st.just(0)}),
+        lambda p: compare(p["x"], 4.0, "<=", 0.0, criterion="x <= 4"),
+        expected="empirical",
+    )
+    rep = audit.run_claim(claim, examples=20, seed=0)
+    met = sum(r["holds"] for r in rep.details["instances"])
+    n = rep.n_instances
+    assert rep.status == "empirical" and not rep.unexpected and 0 < met < n
+    assert rep.status_text == f"empirical (criterion met on {met}/{n})"
+    # sampled only: no targeting or refinement would bias k/n
+    assert rep.search["target"] == 0 and rep.search["refine"] == 0
+    assert f"empirical (criterion met on {met}/{n})" in audit.format_table([rep])
+    assert audit.progress_line(rep).startswith(f"empirical (criterion met on {met}/{n}) ({n} ")
+
+
+def test_first_violation_and_budget_in_report_and_json(tmp_path):
+    claim = Claim(
+        id="toy-first",
+        source="test",
+        statement="n <= 10",
+        params=lambda: st.fixed_dictionaries({"n": st.integers(0, 10**6), "seed": st.just(0)}),
+        build=lambda p: p["n"],
+        check=lambda n: compare(n, 10, "<=", 0.0),
+        expected="fails",
+        counterexample={"n": 11, "seed": 0},
+    )
+    rep = audit.run_claim(claim, examples=20, seed=0)
+    assert rep.found_by in ("generate", "target") and rep.examples_to_violation >= 1
+    assert "first violation: " in audit.progress_line(rep)
+    assert f"| {rep.examples_to_violation} ({rep.found_by}) |" in audit.format_table([rep])
+    audit.write_json([rep], tmp_path / "r.json", {})
+    (back,), _ = audit.load_json(tmp_path / "r.json")
+    assert back.search == rep.search and back.examples_to_violation == rep.examples_to_violation
+    assert back.n_degenerate == rep.n_degenerate and back.found_by == rep.found_by
+
+
+def test_load_json_reads_a_report_without_the_search_fields(tmp_path):
+    old = {"id": "x", "source": "s", "expected": "holds", "status": "holds", "n_instances": 3,
+           "n_violations": 0, "max_tightness": 0.5, "tightest": None, "counterexample": None,
+           "elapsed_s": 1.0, "meta": {"seed": 0}}  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps([old]))
+    (rep,), meta = audit.load_json(tmp_path / "old.json")
+    assert rep.n_degenerate == 0 and rep.search == {} and rep.found_text == "-"
+    assert meta == {"seed": 0} and rep.examples_to_violation is None
+    cmd = audit.audit_command(50, 1, use_stored=False)
+    assert cmd == "python -m lowrank_theory audit --examples 50 --seed 1 --no-stored"
+
+
+# --- every false claim is rediscovered by the search alone (no stored counterexample) -------
+
+FAILING = [c.id for c in all_claims() if c.expected == "fails"]
+#: the false claims whose rediscovery at seed 0 takes a few seconds: in the default suite
+QUICK_REDISCOVERY = {
+    "dmf.lemmaE2.sandwich",
+    "lin.krr.equivalence[mean]",
+    "lin.theorem2.distance",
+    "lin.theorem5.lower[lambda-as-sigma]",
+    "lin.theorem5.lower[mean]",
+    "lin.theorem7.ratio",
+    "lora.stein.identity[hessian-in-x]",
+    "lora.stein.rowspace[orthogonal-R]",
+    "s2ft.lemmaF14.order",
+    "s2ft.sec42.gradient[update_as_written]",
+    "s2ft.theorem42.lora",
+    "s2ft.theoremF11.lower",
+    "s2ft.theoremF11.upper",
+    "s2ft.theoremF7.bias",
+}
+
+
+@pytest.mark.parametrize(
+    "claim_id",
+    [pytest.param(c, marks=() if c in QUICK_REDISCOVERY else pytest.mark.slow) for c in FAILING],
+)
+def test_every_false_claim_is_rediscovered_without_its_stored_counterexample(claim_id):
+    """``--no-stored`` at the default budget (50 examples, seed 0) finds a violation of every
+    claim registered as failing by the search alone (issue 16)."""
+    rep = audit.run_claim(get(claim_id), examples=50, seed=0, use_stored=False, shrink=False)
+    assert rep.error is None, rep.error
+    assert rep.status == "fails", f"{claim_id}: no violation in {rep.search}"
+    assert rep.search["stored"] == 0 and rep.found_by in ("generate", "target", "refine")
+    assert 1 <= rep.examples_to_violation <= rep.n_instances
+    assert not rep.counterexample["holds"]
+
+
+def test_the_rediscovery_covers_every_false_claim():
+    assert QUICK_REDISCOVERY <= set(FAILING) and len(FAILING) >= 20

@@ -64,6 +64,13 @@ def test_unwritable_json_path_fails_before_the_audit(where, tmp_path, no_work, c
     assert "--json" in line
 
 
+def test_no_stored_with_from_json_fails_first(tmp_path, no_work, capsys):
+    saved = tmp_path / "r.json"
+    saved.write_text("[]")
+    line = _exit_2(["audit", "--from-json", str(saved), "--no-stored"], capsys)
+    assert "--no-stored" in line and "--from-json" in line
+
+
 def test_update_docs_without_markers_and_missing_from_json_fail_first(tmp_path, no_work, capsys):
     page = tmp_path / "page.md"
     page.write_text("no markers here\n")
@@ -145,6 +152,8 @@ def test_ctrl_c_keeps_finished_claims_and_resume_continues(toys, tmp_path, capsy
     assert "--examples 3 there, 4 now" in line
     line = _exit_2([*args, "--seed", "1", "--resume"], capsys)
     assert "--seed 0 there, 1 now" in line
+    line = _exit_2([*args, "--no-stored", "--resume"], capsys)
+    assert "--no-stored off there, on now" in line
 
 
 def test_report_is_written_after_each_claim(toys, tmp_path, monkeypatch):
@@ -177,7 +186,49 @@ def test_progress_bar_counts_instances_with_eta(toys, capsys):
 def test_run_claim_reports_each_instance(toys):
     phases = []
     rep = audit.run_claim(REGISTRY["zz.toy.a"], examples=7, on_instance=phases.append)
-    assert phases.count("check") == rep.n_instances >= 7
+    assert rep.search["generate"] + rep.search["target"] >= 7
+    assert phases.count("check") + phases.count("refine") == rep.n_instances
+    assert phases.count("refine") == rep.search["refine"] > 0
+
+
+@pytest.fixture
+def stored_only(monkeypatch):
+    """A claim registered as failing whose stored counterexample (x = 5) lies outside what
+    its strategy draws: only the stored instance violates it."""
+    all_claims()
+    claim = Claim(
+        id="zz.stored.x",
+        source="test",
+        statement="|x| <= 3",
+        params=lambda: st.fixed_dictionaries(
+            {"x": st.sampled_from([0.0, 1.0]), "seed": st.just(0)}
+        ),
+        build=lambda p: p["x"],
+        check=lambda x: compare(abs(x), 3.0, "<=", 0.0),
+        expected="fails",
+        counterexample={"x": 5.0, "seed": 0},
+    )
+    monkeypatch.setitem(REGISTRY, claim.id, claim)
+    return claim
+
+
+def test_no_stored_runs_the_search_alone_and_is_recorded(stored_only, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    base = ["audit", "--claims", "zz.stored", "--examples", "5", "--quiet", "--json", str(out)]
+    assert main(base) == 0  # the stored counterexample reproduces the failure
+    (row,) = json.loads(out.read_text())
+    assert row["found_by"] == "stored" and row["meta"]["config"]["no_stored"] is False
+    assert main([*base, "--no-stored"]) == 1  # the search alone does not find it: UNEXPECTED
+    captured = capsys.readouterr()
+    assert "UNEXPECTED status for: zz.stored.x" in captured.err
+    (row,) = json.loads(out.read_text())
+    assert row["status"] == "holds" and row["search"]["stored"] == 0
+    assert row["meta"]["config"]["no_stored"] is True
+    # the docs block names the mode the report was made in
+    page = tmp_path / "audit.md"
+    page.write_text("<!-- audit:start -->\n<!-- audit:end -->\n")
+    assert main(["audit", "--from-json", str(out), "--update-docs", str(page)]) == 1
+    assert "--examples 5 --seed 0 --no-stored`" in page.read_text()
 
 
 # --- no JAX (no package) for --help and argument errors ---------------------------------------

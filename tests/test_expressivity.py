@@ -9,7 +9,12 @@ import pytest
 
 import lowrank_theory as lt
 from lowrank_theory.claims.lora.linear import build_lemma1
-from lowrank_theory.lora import lemma1_construction, train_linear_lora
+from lowrank_theory.lora import (
+    adapter_rank,
+    lemma1_construction,
+    problem_scale,
+    train_linear_lora,
+)
 
 
 def _instance(d, n_layers, seed=0, rank_e=None, e_scale=2.0, spectrum="decaying"):
@@ -120,3 +125,54 @@ def test_gradient_trained_lora_never_beats_sigma():
 def test_bad_input_names_the_problem(frozen, target, rank, match):
     with pytest.raises(ValueError, match=match):
         lt.linear_adapters(frozen, target, rank)
+
+
+# --- issue 16: rank decisions on the problem's scale, not on a computed matrix's own sigma_1 ---
+ISSUE16_D32 = {
+    "D": 32,
+    "L": 2,
+    "R": 14,
+    "rank_e": 27,
+    "spectrum": "decaying",
+    "log10_cond": 0.0,
+    "e_scale": 0.5,
+    "seed": 0,
+}
+
+
+def test_adapter_rank_on_the_layers_scale_d32():
+    """dW_2 has 13 genuine singular values (down to ~5e-5) and rounding noise ~3e-17 that its
+    own sigma_1 (3.4e-3) let through the cut-off: rank 14 or 15 > R = 14 was reported."""
+    inst = build_lemma1(ISSUE16_D32)
+    c = inst["construction"]
+    assert c.rank_e == 27
+    assert c.adapter_ranks == (14, 13)
+    s = np.linalg.svd(np.asarray(c.adapters[1]), compute_uv=False)
+    assert s[12] > 1e-5 and s[13] < 1e-15  # the gap the problem's scale sees
+    # the rule on the adapter's own sigma_1 (3.4e-3) puts the cut-off (2.4e-17) in the noise
+    assert lt.linalg.rank_threshold(s, (32, 32)) < 1e-16
+    assert adapter_rank(inst["frozen"][1], c.adapters[1]) == 13  # on the layer's scale (norm 1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rank_e_on_the_problems_scale_d2_l4(seed):
+    """D = 2, L = 4, kappa(W_l) = 10: E = 5e-5 * (rank 1) next to a product of norm ~1. On E's own
+    sigma_1 its rounding (~1e-16) counted as a second direction, and the construction built an
+    adapter of pure noise (2.2e-16, 7.4e-20) that counted as rank 2 > R = 1."""
+    p = {**ISSUE16_D32, "D": 2, "L": 4, "R": 1, "rank_e": 1, "spectrum": "flat"}
+    p["log10_cond"] = 1.0
+    inst = build_lemma1({**p, "seed": seed})
+    c = inst["construction"]
+    assert lt.linalg.numerical_rank(c.e) == 2  # E's own sigma_1: the noise counts
+    assert c.rank_e == 1 and lt.min_lora_rank(inst["frozen"], inst["target"]) == 1
+    assert c.adapter_ranks == (1, 0, 0, 0)
+    assert all(float(jnp.max(jnp.abs(dw))) == 0.0 for dw in c.adapters[1:])
+
+
+def test_problem_scale_and_adapter_rank_refuse_nan():
+    frozen, target = _instance(4, 2, seed=7)
+    assert problem_scale(frozen, target) == pytest.approx(
+        float(jnp.linalg.norm(target, 2)) + math.prod(float(jnp.linalg.norm(w, 2)) for w in frozen)
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        adapter_rank(frozen[0], np.full((4, 4), np.nan))

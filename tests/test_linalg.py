@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lowrank_theory import EPS, tolerance
@@ -70,6 +70,40 @@ def test_rank_gap_reports_clear_and_unclear_decisions():
     assert linalg.numerical_rank(a) == 2
     assert linalg.rank_gap(a) > 1e15
     assert math.isinf(linalg.rank_gap(np.eye(3)))
+
+
+@given(spectra(), st.sampled_from([1e-8, 1e-4, 1.0]))
+def test_rank_on_the_problems_scale(data, size):
+    """A matrix computed as a small difference of O(1) terms carries rounding of the terms'
+    size: decided on its own sigma_1 that noise counts as rank, on the problem's scale not."""
+    a, s, _ = data
+    cut = max(a.shape) * EPS  # the default rtol times the problem's scale 1
+    assume(not np.any((size * s > cut / 4) & (size * s < 4 * cut)))  # a clear-cut decision
+    noise = 0.5 * EPS * np.asarray(linalg.random_with_spectrum(jax.random.key(1), *a.shape, [1.0]))
+    b = size * np.asarray(a) + noise
+    k = int(np.sum(size * s >= 4 * cut))
+    assert linalg.numerical_rank(b, scale=1.0) == k
+    assert (
+        linalg.rank_from_singular_values(np.linalg.svd(b, compute_uv=False), b.shape, scale=1.0)
+        == k
+    )
+    # orth, projector, pinv and rank_gap take the same scale
+    assert np.asarray(linalg.orth(b, scale=1.0)).shape[1] == k
+    assert abs(np.trace(np.asarray(linalg.projector(b, scale=1.0))) - k) <= tolerance(
+        1.0, n=max(b.shape)
+    )
+    assert np.linalg.matrix_rank(np.asarray(linalg.pinv(b, scale=1.0)), tol=1.0) <= k
+    assert linalg.rank_gap(b, scale=1.0) >= 1.0
+
+
+def test_rank_threshold_scale():
+    s = np.array([3.4e-3, 4.8e-5, 2.7e-17])
+    assert linalg.rank_threshold(s, (32, 32)) == pytest.approx(32 * EPS * 3.4e-3)
+    assert linalg.rank_threshold(s, (32, 32), scale=1.0) == pytest.approx(32 * EPS)
+    assert linalg.rank_from_singular_values(s, (32, 32)) == 3
+    assert linalg.rank_from_singular_values(s, (32, 32), scale=1.0) == 2
+    with pytest.raises(ValueError, match="scale"):
+        linalg.rank_threshold(s, (3, 3), scale=-1.0)
 
 
 @given(spectra())

@@ -207,6 +207,29 @@ def test_packed_threads_and_column_blocks(m, n, k, threads):
 
 
 @needs_native
+@pytest.mark.parametrize(
+    ("m", "n", "frac", "block", "threads"),
+    [(13000, 40, 0.2, 7, 1), (50, 700, 0.9, 700, 2), (400, 5000, 0.01, 1024, 3), (9, 3, 1.0, 1, 1)],
+)
+def test_packed_entries_of_any_block_width(m, n, frac, block, threads):
+    """pack_entries with column blocks of any width (the large-scale layout): several row tiles
+    per slot (13000 rows, one thread, k = 6: tiles of 6144 rows), (block, row) segments of more than 256 entries (a block as
+    wide as the matrix, 90 % observed), sparse wide blocks; kernel and pure-JAX path against
+    NumPy, and the offsets O(|Omega| + m) for the automatic block."""
+    u, p, mask, target = _problem(9, m, n, 6, frac)
+    rows, cols = np.nonzero(np.asarray(mask))
+    vals = np.asarray(target)[rows, cols]
+    packed = mp.pack_entries(rows[::-1], cols[::-1], vals[::-1], (m, n), block=block)
+    assert packed.block == block and packed.ptr.shape == (-(-n // block) * m + 1,)
+    ref = _numpy_reference(u, p, mask, target)
+    _close(nk.native_packed_products(u, p, packed, threads=threads), ref)
+    _close(mp.jax_entry_products(u, p, packed, chunk=64), ref)
+    auto = mp.pack_entries(rows, cols, vals, (m, n))
+    assert auto.ptr.size <= max(len(rows), 1) // 2 + m + 1 or auto.block == nk.COLUMN_BLOCK
+    _close(mp.entry_products(u, p, auto), ref)
+
+
+@needs_native
 def test_packed_products_vmap_and_derivatives():
     """packed_products: the kernel (checked in the HLO); under vmap and for derivatives the
     dense formulation from the mask and target it carries along."""

@@ -31,7 +31,6 @@ tightness for a bound, ``|lhs - rhs| / tol`` for an identity; NaN when degenerat
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ __all__ = [
     "combine",
     "compare",
     "compare_le",
+    "draw_params",
     "register",
     "to_jsonable",
 ]
@@ -310,7 +310,7 @@ class Claim:
         names drawn). Value ranges and string choices are not learned (a few draws do not
         show them all); ``build`` asserts the assumptions."""
         if not self.spec_cache:
-            draws = _draw_params(self.params(), SPEC_DRAWS)
+            draws = draw_params(self.params(), SPEC_DRAWS)
             if self.counterexample is not None:
                 draws.append(dict(self.counterexample))
             keys = [frozenset(p) for p in draws]
@@ -385,7 +385,7 @@ def _assertion_text(e: AssertionError) -> str:
     return line or "a precondition assert failed"
 
 
-def _draw_params(strategy: Any, n: int) -> list[dict[str, Any]]:
+def draw_params(strategy: Any, n: int) -> list[dict[str, Any]]:
     """``n`` deterministic draws of ``strategy`` (hypothesis with ``derandomize=True``).
 
     Run in a worker thread: hypothesis refuses a nested ``@given`` in the thread of a running

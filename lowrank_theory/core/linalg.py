@@ -216,15 +216,18 @@ def chain_product(mats: Sequence[ArrayLike], *, identity: int | None = None, nam
     return out
 
 
-def rank_gap(a: Float[ArrayLike, "m n"], rtol: float | None = None) -> float:
-    r"""How clear-cut :func:`numerical_rank` is: $\sigma_k/\sigma_{k+1}$ at the chosen rank $k$.
+def rank_gap(
+    a: Float[ArrayLike, "m n"], rtol: float | None = None, *, scale: float | None = None
+) -> float:
+    r"""How clear-cut :func:`numerical_rank` is: $\sigma_k/\sigma_{k+1}$ at the chosen rank $k$
+    (``rtol``, ``scale`` as there).
 
     ``inf`` when the matrix is numerically full rank or zero; values near 1 mean the rank
     decision is arbitrary and the caller should pass the rank explicitly.
     """
     a = as_matrix(a, "a")
     s = np.asarray(jnp.linalg.svd(a, compute_uv=False))
-    k = rank_from_singular_values(s, a.shape, rtol)
+    k = rank_from_singular_values(s, a.shape, rtol, scale)
     if k == 0 or k >= s.shape[0]:
         return float("inf")
     return float(s[k - 1] / s[k]) if s[k] > 0 else float("inf")
@@ -236,28 +239,47 @@ def condition_number(a: Float[ArrayLike, "m n"]) -> float:
     return float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
 
 
-def orth(a: Float[ArrayLike, "m n"], rank: int | None = None, rtol: float | None = None):
+def orth(
+    a: Float[ArrayLike, "m n"],
+    rank: int | None = None,
+    rtol: float | None = None,
+    *,
+    scale: float | None = None,
+):
     r"""Orthonormal basis $Q\in\mathbb{R}^{m\times k}$ of the column space of ``a``.
 
-    $k$ is ``rank`` if given, else :func:`numerical_rank` with ``rtol``.
+    $k$ is ``rank`` if given, else :func:`numerical_rank` with ``rtol`` and ``scale`` (the
+    problem's scale, default $\sigma_1(a)$).
     """
     a = as_matrix(a, "a")
-    k = numerical_rank(a, rtol) if rank is None else check_int(rank, "rank", lo=0, hi=min(a.shape))
+    if rank is None:
+        k = numerical_rank(a, rtol, scale=scale)
+    else:
+        k = check_int(rank, "rank", lo=0, hi=min(a.shape))
     u, _, _ = jnp.linalg.svd(a, full_matrices=False)
     return u[:, :k]
 
 
-def projector(a: Float[ArrayLike, "m n"], rank: int | None = None, rtol: float | None = None):
+def projector(
+    a: Float[ArrayLike, "m n"],
+    rank: int | None = None,
+    rtol: float | None = None,
+    *,
+    scale: float | None = None,
+):
     r"""Orthogonal projector $QQ^\top$ onto the column space of ``a`` (see :func:`orth`)."""
-    q = orth(a, rank, rtol)
+    q = orth(a, rank, rtol, scale=scale)
     return q @ q.T
 
 
-def pinv(a: Float[ArrayLike, "m n"], rtol: float | None = None) -> Float[Array, "n m"]:
-    r"""Moore–Penrose pseudo-inverse, inverting only singular values above the rank threshold."""
+def pinv(
+    a: Float[ArrayLike, "m n"], rtol: float | None = None, *, scale: float | None = None
+) -> Float[Array, "n m"]:
+    r"""Moore–Penrose pseudo-inverse, inverting only the singular values above the rank rule's
+    cut-off (:func:`rank_threshold` with ``rtol`` and ``scale``, the problem's scale)."""
     a = as_matrix(a, "a")
     u, s, vt = jnp.linalg.svd(a, full_matrices=False)
-    tau = rank_threshold(s, a.shape, rtol)
+    tau = rank_threshold(s, a.shape, rtol, scale)
     s_inv = jnp.where(s > tau, 1.0 / jnp.where(s > tau, s, 1.0), 0.0)
     return (vt.T * s_inv[None, :]) @ u.T
 

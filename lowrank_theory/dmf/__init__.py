@@ -19,13 +19,18 @@ Where each result lives:
   (:func:`compress`, :func:`run_compressed`, Proposition 2.2) and the narrow baseline of
   Fig. 10 (:func:`run_narrow`).
 * :mod:`~lowrank_theory.dmf.completion`: deep matrix completion instances (Section 3) and
-  batched sweeps (Figs. 2, 5, 10).
+  batched sweeps (Figs. 2, 5, 10), sharded across devices and processes.
+* :mod:`~lowrank_theory.dmf.large_completion`: completion at scale ($d = 10^5$ on a laptop):
+  packed observed entries only, the compression setup from the sparse gradient at
+  initialisation (:func:`compress_sparse`), compressed GD (11) in $O(|\Omega|k + dk^2)$ per
+  step (:func:`run_sparse_compressed`), errors from factors; memory $O(|\Omega| + dr)$.
 * :mod:`~lowrank_theory.dmf.deep_lora`: Deep LoRA (Section 4, (12), Appendices B and D.2);
   :mod:`~lowrank_theory.dmf.models`: the small pre-trained models and few-shot tasks it is
   measured on (Figs. 7-8).
 * :mod:`~lowrank_theory.dmf.masked_products`: the masked low-rank residual products of a
   completion step, and the one place that chooses dense formulation, native kernel or packed
-  entries (:func:`~lowrank_theory.dmf.masked_products.step_path`);
+  entries (:func:`~lowrank_theory.dmf.masked_products.step_path`), and on accelerators the
+  pure-JAX products on packed entries (:func:`~lowrank_theory.dmf.masked_products.entry_products`);
   :mod:`~lowrank_theory.dmf.native_kernel`: the C++ kernel (``masked_lowrank.cc``) built on
   first use, and its FFI calls.
 
@@ -42,6 +47,7 @@ from . import (  # noqa: I001  (explicit `X as X` re-exports, one statement per 
     compression as compression,
     deep_lora as deep_lora,
     factorization as factorization,
+    large_completion as large_completion,
     masked_products as masked_products,
     models as models,
     native_kernel as native_kernel,
@@ -93,8 +99,23 @@ from .deep_lora import (
     merge as merge,
     narrow_adapters as narrow_adapters,
 )
+from .large_completion import (
+    LowRankTruth as LowRankTruth,
+    SparseCompletion as SparseCompletion,
+    SparseCompressed as SparseCompressed,
+    SparseRun as SparseRun,
+    compress_sparse as compress_sparse,
+    factor_recovery_error as factor_recovery_error,
+    low_rank_truth as low_rank_truth,
+    lr_for_sampling as lr_for_sampling,
+    run_sparse_compressed as run_sparse_compressed,
+    sample_observed as sample_observed,
+    sparse_completion_instance as sparse_completion_instance,
+)
 from .masked_products import (
     dense_only as dense_only,
+    entry_products as entry_products,
     masked_lowrank_products as masked_lowrank_products,
     native_status as native_status,
+    pack_entries as pack_entries,
 )

@@ -6,8 +6,11 @@ r"""Deep matrix completion instances and batched sweeps (seed 004, Section 3, Fi
   width sweep becomes a batch of equal-shape problems that :func:`run_gd_batch` vmaps.
 * :func:`run_gd_batch`: GD (15) on a batch of problems through :func:`jax.vmap`; with several
   devices the batch axis is sharded across them (``jax.sharding``; on CPU emulate devices with
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=4``). The numbers are the same as on one
-  device (tested).
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=4``), and across processes after
+  :func:`jax.distributed.initialize` (every process calls it with the same arrays; each
+  computes the batch entries of its own devices and the records are gathered to all; on CPU
+  the gloo collectives, JAX's default). The numbers are the same as on one device (tested,
+  also with two local CPU processes).
 * :func:`run_gd_from_inits`: the same for many initialisations (e.g. a width sweep of
   :func:`padded_narrow_init`) of one problem.
 * :func:`first_below`: iterations to reach a tolerance from strided records.
@@ -22,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -99,8 +103,9 @@ def run_gd_batch(
             ``truth`` None = target).
         lr, weight_decay: shared $\eta$, $\lambda$.
         steps, record_every: as in :func:`~lowrank_theory.dmf.factorization.run_gd`.
-        devices: devices to shard the batch over (default: all of ``jax.devices()``); the
-            batch is padded to a multiple of their number and the padding dropped.
+        devices: devices to shard the batch over (default: all of ``jax.devices()``, every
+            process's after :func:`jax.distributed.initialize`); the batch is padded to a
+            multiple of their number and the padding dropped.
 
     Returns:
         records (NumPy) with leading axes (B, n_records + 1).
@@ -131,7 +136,7 @@ def run_gd_batch(
     if nd > 1:
         mesh = Mesh(np.array(devices), ("b",))
         sh = NamedSharding(mesh, P("b"))
-        args = jax.device_put(args, sh)
+        args = _shard_batch(args, sh)
     lrs = jnp.full((depth,), lr, dtype=DTYPE)
     lams = jnp.full((depth,), weight_decay, dtype=DTYPE)
 
@@ -142,7 +147,24 @@ def run_gd_batch(
         )[1]  # fmt: skip
 
     recs = jax.jit(jax.vmap(one))(*args)
+    if not all(v.is_fully_addressable for v in recs.values()):  # other processes hold parts
+        recs = multihost_utils.process_allgather(recs, tiled=True)
     return {k: np.asarray(v)[:b] for k, v in recs.items()}
+
+
+def _shard_batch(args, sharding):
+    """The batch arrays laid out along ``sharding``'s batch axis. In one process a
+    :func:`jax.device_put`; across processes (:func:`jax.distributed.initialize`, every
+    process holding the same full arrays) each process hands over the slices of its own
+    devices (:func:`jax.make_array_from_callback`)."""
+    if jax.process_count() == 1:
+        return jax.device_put(args, sharding)
+
+    def global_array(x):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree_util.tree_map(global_array, args)
 
 
 def run_gd_from_inits(

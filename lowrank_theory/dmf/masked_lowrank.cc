@@ -175,6 +175,13 @@ inline AlignedBuffer aligned_buffer(size_t count) {  // may throw std::bad_alloc
 }
 
 constexpr int64_t kColumnBlock = 256;  // P^T and H^T blocks of 256 x 4NV doubles stay in cache
+// Rows per tile (see rows()): the tile's rows of U and G (4NV doubles each) take at most
+// kRowTileBytes together (768 KiB: 4096 rows at k <= 12), beside a column block's rows of P^T
+// and H^T (as much again for a 4096-wide block) in a 2 MiB L2
+#ifndef LRT_ROW_TILE_BYTES
+#define LRT_ROW_TILE_BYTES (768 << 10)
+#endif
+constexpr int64_t kRowTileBytes = LRT_ROW_TILE_BYTES;
 
 // Where the observed entries of (column block b, row i) come from: the mask and dense target,
 // or the packed arrays.
@@ -182,6 +189,7 @@ struct MaskSource {
   const uint8_t* M;
   const double* T;
   int64_t n;
+  int64_t blocks() const { return (n + kColumnBlock - 1) / kColumnBlock; }
   bool check(int64_t, int64_t, int64_t) const { return true; }
   // js, ts: scratch of kColumnBlock + 8 entries; the count of observed entries
   int64_t get(int64_t b, int64_t i, int32_t* js, double* ts, const int32_t** jp,
@@ -208,8 +216,10 @@ struct PackedSource {
   const int32_t* cols;
   const double* vals;
   int64_t m, n, cap;  // cap: length of cols and vals (>= the entry count: padded)
+  int64_t block;      // the column block's width (kColumnBlock, or wider for sparse entries)
+  int64_t blocks() const { return (n + block - 1) / block; }
   bool check(int64_t b, int64_t r0, int64_t r1) const {
-    const int64_t c0 = b * kColumnBlock, c1 = c0 + kColumnBlock < n ? c0 + kColumnBlock : n;
+    const int64_t c0 = b * block, c1 = c0 + block < n ? c0 + block : n;
     const int64_t* p = ptr + b * m;
     if (p[r0] < 0 || p[r1] > cap) return false;
     int bad = 0;
@@ -251,25 +261,33 @@ double rows(const Source& src, int64_t r0, int64_t r1, int64_t n, int64_t k,
   v4 lossv = bc(0.0);
   double loss = 0.0;
   double eb[kColumnBlock + 8];
-  const int64_t nb = (n + kColumnBlock - 1) / kColumnBlock;
-  for (int64_t b = 0; b < nb; ++b) {
-    if (refused->load(std::memory_order_relaxed)) return 0.0;
-    if (!src.check(b, r0, r1)) {
-      refused->store(true, std::memory_order_relaxed);
-      return 0.0;
-    }
-    for (int64_t i = r0; i < r1; ++i) {
-      double* gi = gacc + (i - r0) * KP;
-      v4 u[NV], g[NV];
-      for (int q = 0; q < NV; ++q) {
-        u[q] = ld4(UP + i * KP + 4 * q);
-        g[q] = ld4(gi + 4 * q);
+  const int64_t nb = src.blocks();
+  // tiles of `tile` rows: a tile's rows of U and G stay in cache while its column blocks are
+  // visited (one tile, the loop order of a single pass, whenever a slot has <= `tile` rows)
+  constexpr int64_t tile = kRowTileBytes / (2 * KP * 8) < 256 ? 256 : kRowTileBytes / (2 * KP * 8);
+  for (int64_t t0 = r0; t0 < r1; t0 += tile) {
+    const int64_t t1 = t0 + tile < r1 ? t0 + tile : r1;
+    for (int64_t b = 0; b < nb; ++b) {
+      if (refused->load(std::memory_order_relaxed)) return 0.0;
+      if (!src.check(b, t0, t1)) {
+        refused->store(true, std::memory_order_relaxed);
+        return 0.0;
       }
-      const int32_t* jp;
-      const double* tp;
-      const int64_t c = src.get(b, i, js, ts, &jp, &tp);
-      row_entries<NV>(c, jp, tp, PT, HT, u, g, lossv, loss, eb);
-      for (int q = 0; q < NV; ++q) st4(gi + 4 * q, g[q]);
+      for (int64_t i = t0; i < t1; ++i) {
+        double* gi = gacc + (i - r0) * KP;
+        v4 u[NV], g[NV];
+        for (int q = 0; q < NV; ++q) {
+          u[q] = ld4(UP + i * KP + 4 * q);
+          g[q] = ld4(gi + 4 * q);
+        }
+        const int32_t* jp;
+        const double* tp;
+        const int64_t c = src.get(b, i, js, ts, &jp, &tp);
+        for (int64_t o = 0; o < c; o += kColumnBlock)  // eb holds kColumnBlock errors
+          row_entries<NV>(c - o < kColumnBlock ? c - o : kColumnBlock, jp + o, tp + o, PT, HT,
+                          u, g, lossv, loss, eb);
+        for (int q = 0; q < NV; ++q) st4(gi + 4 * q, g[q]);
+      }
     }
   }
   for (int64_t i = r0; i < r1; ++i)
@@ -492,10 +510,12 @@ ffi::Error Packed(ffi::ThreadPool pool, ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi
                   ffi::Buffer<ffi::S64> ptr, ffi::Buffer<ffi::S32> cols,
                   ffi::Buffer<ffi::F64> vals, ffi::ResultBuffer<ffi::F64> g,
                   ffi::ResultBuffer<ffi::F64> h, ffi::ResultBuffer<ffi::F64> loss,
-                  int64_t threads) {
+                  int64_t threads, int64_t block) {
   int64_t m, k, n;
   if (ffi::Error err = CheckFactors(u, p, &m, &k, &n); err.failure()) return err;
-  const int64_t nb = (n + kColumnBlock - 1) / kColumnBlock;
+  if (block < 1)
+    return ffi::Error::InvalidArgument("masked_lowrank: the column block must be >= 1");
+  const int64_t nb = (n + block - 1) / block;
   const int64_t cap = static_cast<int64_t>(cols.element_count());  // >= nnz (padded)
   const int64_t* pp = ptr.typed_data();
   // The arrays' sizes here; each (block, row) is checked by the slot that reads it (PackedSource)
@@ -503,7 +523,8 @@ ffi::Error Packed(ffi::ThreadPool pool, ffi::Buffer<ffi::F64> u, ffi::Buffer<ffi
       static_cast<int64_t>(vals.element_count()) != cap || pp[0] != 0 || pp[nb * m] > cap)
     return ffi::Error::InvalidArgument(
         "masked_lowrank: packed entries do not match U and P (pack_observed layout)");
-  const PackedSource src{ptr.typed_data(), cols.typed_data(), vals.typed_data(), m, n, cap};
+  const PackedSource src{ptr.typed_data(), cols.typed_data(), vals.typed_data(), m, n, cap,
+                         block};
   return Products(pool, src, u.typed_data(), p.typed_data(), m, n, k, g->typed_data(),
                   h->typed_data(), loss->typed_data(), threads);
 }
@@ -533,4 +554,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LrtMaskedLowrankPacked, Packed,
                                   .Ret<ffi::Buffer<ffi::F64>>()  // G = E P^T (m, k)
                                   .Ret<ffi::Buffer<ffi::F64>>()  // H = U^T E (k, n)
                                   .Ret<ffi::Buffer<ffi::F64>>()  // loss (scalar)
-                                  .Attr<int64_t>("threads"));
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("block"));  // column block width

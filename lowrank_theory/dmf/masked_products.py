@@ -71,6 +71,7 @@ from .native_kernel import (
     native_disabled,
     native_packed_products,
     native_scan_products,
+    pack_entries,
     pack_observed,
 )
 from .native_kernel import native_status as kernel_status
@@ -82,10 +83,14 @@ __all__ = [
     "calibrate",
     "dense_only",
     "dense_preferred",
+    "entry_products",
+    "jax_entry_products",
     "masked_lowrank_products",
     "native_applies",
     "native_status",
+    "pack_entries",
     "pack_observed",
+    "packed_backend",
     "packed_products",
     "prepare_observed",
     "residual_products",
@@ -472,3 +477,95 @@ def residual_products(wl, p, mask, target, packed=None):
     if packed is not None:
         return packed_products(wl, p, mask, target, packed)
     return masked_lowrank_products(wl, p, mask, target)
+
+
+# ----------------------------------------------------------------------------------------------
+# products on packed entries alone (no mask, no dense target): the large-scale completion path
+# ----------------------------------------------------------------------------------------------
+#: entries per chunk of the pure-JAX packed products (each chunk gathers chunk x k values twice)
+JAX_CHUNK = 1 << 18
+_PACKED_BACKENDS = ("auto", "native", "jax")
+
+
+def _chunk_size(cap: int, chunk: int | None) -> int:
+    """The largest power of two dividing the capacity ``cap`` and at most ``chunk``."""
+    limit = JAX_CHUNK if chunk is None else max(1, int(chunk))
+    c = cap & -cap  # _capacity() is a multiple of a power of two
+    while c > limit:
+        c //= 2
+    return c
+
+
+def jax_entry_products(u, p, packed: PackedObserved, *, chunk: int | None = None):
+    r"""$(\tfrac12\|E\|_F^2, EP^\top, U^\top E)$, $E = \Omega\odot(UP - T)$ with $\Omega, T$ the
+    packed entries, in pure JAX: gathers of the rows of $U$ and $P^\top$ at the entries'
+    coordinates and scatter-adds (``segment_sum``) of the errors times them, ``chunk`` entries
+    at a time (a :func:`jax.lax.scan`; default ``JAX_CHUNK``), so the memory beyond the
+    operands is $O(\mathrm{chunk}\cdot k + (m+n)k)$. Runs on every backend and is
+    differentiable; the accelerator path of :func:`entry_products`.
+    """
+    check_packed(packed, (u.shape[0], p.shape[1]))
+    m, n = packed.shape
+    cap = packed.cols.shape[0]
+    c = _chunk_size(cap, chunk)
+    pt = p.T
+    xs = (packed.rows.reshape(-1, c), packed.cols.reshape(-1, c), packed.vals.reshape(-1, c))
+
+    def body(carry, x):
+        loss, g, ht = carry
+        r, col, v = x
+        ur = u.at[r].get(mode="fill", fill_value=0.0)  # padding rows (= m) read zeros
+        pc = pt.at[col].get(mode="fill", fill_value=0.0)
+        e = jnp.sum(ur * pc, axis=1) - v  # padding: 0 - 0
+        g = g.at[r].add(e[:, None] * pc, mode="drop")
+        ht = ht.at[col].add(e[:, None] * ur, mode="drop")
+        return (loss + jnp.dot(e, e), g, ht), None
+
+    zero = (jnp.zeros((), u.dtype), jnp.zeros((m, u.shape[1]), u.dtype),
+            jnp.zeros((n, u.shape[1]), u.dtype))  # fmt: skip
+    (loss, g, ht), _ = jax.lax.scan(body, zero, xs)
+    return 0.5 * loss, g, ht.T
+
+
+def packed_backend(k: int, dtype=jnp.float64, backend: str = "auto") -> str:
+    """Which implementation :func:`entry_products` runs on CPU for outer width ``k``:
+    ``"native"`` (the kernel: built, enabled, float64, $1\\le k\\le$ ``MAX_WIDTH``) or
+    ``"jax"`` (:func:`jax_entry_products`). ``backend="jax"`` forces the pure-JAX path;
+    ``"native"`` raises ValueError where the kernel cannot run. Off CPU it is always the
+    pure-JAX path (decided when traced, :func:`jax.lax.platform_dependent`)."""
+    if backend not in _PACKED_BACKENDS:
+        raise ValueError(f"backend must be one of {_PACKED_BACKENDS}, got {backend!r}")
+    if backend == "jax":
+        return "jax"
+    usable = _native_usable(k, dtype)
+    if backend == "native" and not usable:
+        status = native_status()
+        raise ValueError(
+            "the native kernel needs float64 operands and 1 <= k <= 32"
+            if status["available"]
+            else f"the native kernel is unavailable: {status['reason']}"
+        )
+    return "native" if usable else "jax"
+
+
+def entry_products(u, p, packed: PackedObserved, *, backend: str = "auto", threads=None):
+    r"""$(\tfrac12\|E\|_F^2, EP^\top, U^\top E)$ for $E=\Omega\odot(UP-T)$ from packed entries
+    alone (:func:`pack_entries`): no $m\times n$ array anywhere, $O(|\Omega|k)$ work.
+
+    ``backend``: ``"auto"`` (the native kernel on CPU where :func:`packed_backend` allows, the
+    pure-JAX :func:`jax_entry_products` on every other backend and on CPU otherwise; chosen
+    when traced by :func:`jax.lax.platform_dependent`), ``"native"`` (CPU only) or ``"jax"``
+    (pure JAX everywhere: how the accelerator path is tested on CPU). Both give the same
+    numbers to rounding (tested). ``threads``: the kernel's thread count.
+    """
+    check_packed(packed, (u.shape[0], p.shape[1]))
+    which = packed_backend(u.shape[1], u.dtype, backend)
+    if which == "jax":
+        return jax_entry_products(u, p, packed)
+    if backend == "native":
+        return native_packed_products(u, p, packed, threads)
+    return jax.lax.platform_dependent(
+        u, p, packed,
+        cpu=lambda a, b, pk: native_packed_products(a, b, pk, threads),
+        default=jax_entry_products,
+    )  # fmt: skip

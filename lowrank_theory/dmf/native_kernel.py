@@ -61,6 +61,7 @@ __all__ = [
     "build_kernel",
     "cache_dir",
     "check_packed",
+    "column_block",
     "find_compiler",
     "host_signature",
     "kernel_available",
@@ -69,6 +70,7 @@ __all__ = [
     "native_packed_products",
     "native_scan_products",
     "native_status",
+    "pack_entries",
     "pack_observed",
     "target_arch",
 ]
@@ -304,7 +306,7 @@ def _threads() -> int:
     return max(1, min(n, 16))
 
 
-def _call(target_name, u, p, *entries, threads=None):
+def _call(target_name, u, p, *entries, threads=None, **attrs):
     """(loss, G, H) from the kernel registered as ``target_name``, given U, P and the entries
     (mask and target, or the packed arrays)."""
     _require()
@@ -317,7 +319,7 @@ def _call(target_name, u, p, *entries, threads=None):
     )
     nt = _threads() if threads is None else max(1, int(threads))
     g, h, loss = jax.ffi.ffi_call(target_name, out, vmap_method="sequential")(
-        u, p, *entries, threads=np.int64(nt)
+        u, p, *entries, threads=np.int64(nt), **attrs
     )
     return loss, g, h
 
@@ -335,7 +337,9 @@ def native_scan_products(u, p, mask, target, threads=None):
 
 
 @functools.partial(
-    jax.tree_util.register_dataclass, data_fields=["ptr", "cols", "vals"], meta_fields=["shape"]
+    jax.tree_util.register_dataclass,
+    data_fields=["ptr", "cols", "vals", "rows"],
+    meta_fields=["shape", "block"],
 )
 @dataclass(frozen=True)
 class PackedObserved:
@@ -353,7 +357,9 @@ class PackedObserved:
     ptr: jax.Array  # int64 (n_blocks * m + 1,); ptr[-1] = number of observed entries
     cols: jax.Array  # int32 (capacity,), entries past ptr[-1] are padding (never read)
     vals: jax.Array  # float64 (capacity,)
+    rows: jax.Array  # int32 (capacity,), the row of each entry; m for padding
     shape: tuple[int, int] = field(default=(0, 0))
+    block: int = COLUMN_BLOCK  # the column blocks' width
 
     @property
     def nnz(self) -> int:
@@ -395,22 +401,122 @@ def pack_observed(mask, target) -> PackedObserved:
     vals = tgt[rows, cols]
     if not np.all(np.isfinite(vals)):
         raise ValueError("target has non-finite entries where the mask observes it")
-    key = (cols // COLUMN_BLOCK) * m + rows
-    order = np.argsort(key, kind="stable")  # by block, then row; columns stay ascending
-    n_blocks = -(-n // COLUMN_BLOCK)
-    ptr = np.zeros(n_blocks * m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(key, minlength=n_blocks * m), out=ptr[1:])
-    cap = _capacity(len(order))
-    cols_p = np.zeros(cap, dtype=np.int32)
+    return _pack(rows, cols, vals, m, n, COLUMN_BLOCK)
+
+
+#: entries per (column block, row) that :func:`column_block` aims at for sparse entries
+ENTRIES_PER_SEGMENT = 16
+#: the widest column block :func:`column_block` picks (its P^T and H^T rows stay in L2)
+MAX_COLUMN_BLOCK = 4096
+
+
+def column_block(nnz: int, m: int, n: int) -> int:
+    r"""The column block width for ``nnz`` entries of an $m\times n$ matrix.
+
+    ``COLUMN_BLOCK`` (256) unless a (block, row) would then hold fewer than
+    ``ENTRIES_PER_SEGMENT`` entries on average; then the power of two that brings it there, at
+    most ``MAX_COLUMN_BLOCK`` (the block's rows of $P^\top$ and $H^\top$ stay in cache), but
+    always wide enough for 2 entries per (block, row) on average (so the offsets,
+    $8m\lceil n/\mathrm{block}\rceil$ bytes, stay $O(|\Omega| + m)$), and at most $n$
+    rounded up to a power of two times 256."""
+
+    def at_least(x: float) -> int:
+        block = COLUMN_BLOCK
+        while block < x and block < n:
+            block *= 2
+        return block
+
+    nnz = max(int(nnz), 1)
+    cached = min(at_least(ENTRIES_PER_SEGMENT * m * n / nnz), MAX_COLUMN_BLOCK)
+    return max(cached, at_least(2.0 * m * n / nnz))
+
+
+def _pack(rows, cols, vals, m, n, block) -> PackedObserved:
+    """Entries (rows, cols, vals: NumPy, in range) in the kernel's layout: by column block,
+    then row, then column; padded to :func:`_capacity` (rows m, columns n, values 0).
+    Raises ValueError on duplicate coordinates."""
+    nnz = rows.size
+    lin = rows.astype(np.int64) * n + cols
+    if nnz > 1 and not bool(np.all(lin[1:] > lin[:-1])):  # not row-major: sort (once)
+        order = np.argsort(lin)
+        lin = lin[order]
+        if not bool(np.all(lin[1:] > lin[:-1])):
+            raise ValueError("duplicate observed entries (the same (row, column) twice)")
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        del order
+    del lin
+    # row-major and unique: the entries of (block b, row i) are contiguous, so the layout is a
+    # permutation of contiguous segments (a counting sort, O(nnz), no comparison sort)
+    nb = -(-n // block)
+    key = (cols // block).astype(np.int64) * m + rows
+    ptr = np.zeros(nb * m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(key, minlength=nb * m), out=ptr[1:])
+    dest = np.arange(nnz, dtype=np.int64)
+    if nnz:
+        new_seg = np.empty(nnz, dtype=bool)
+        new_seg[0] = True
+        np.not_equal(key[1:], key[:-1], out=new_seg[1:])
+        starts = np.flatnonzero(new_seg)
+        dest -= starts[np.cumsum(new_seg) - 1]
+        del new_seg, starts
+        dest += ptr[key]
+    del key
+    cap = _capacity(nnz)
+    cols_p = np.full(cap, n, dtype=np.int32)
+    rows_p = np.full(cap, m, dtype=np.int32)
     vals_p = np.zeros(cap, dtype=np.float64)
-    cols_p[: len(order)] = cols[order]
-    vals_p[: len(order)] = vals[order]
+    cols_p[dest] = cols
+    rows_p[dest] = rows
+    vals_p[dest] = vals
+    del dest
     return PackedObserved(
-        jnp.asarray(ptr),
-        jnp.asarray(cols_p),
-        jnp.asarray(vals_p),
-        (m, n),
-    )
+        jnp.asarray(ptr), jnp.asarray(cols_p), jnp.asarray(vals_p), jnp.asarray(rows_p),
+        (int(m), int(n)), int(block),
+    )  # fmt: skip
+
+
+def pack_entries(rows, cols, vals, shape, *, block: int | None = None) -> PackedObserved:
+    r"""Pack observed entries given by coordinates: $T_{\mathrm{rows}[s],\mathrm{cols}[s]} =
+    \mathrm{vals}[s]$ of an $m\times n$ matrix (``shape``), for the native kernel and the
+    pure-JAX packed products (:func:`~lowrank_theory.dmf.masked_products.entry_products`).
+
+    Host side (NumPy), $O(|\Omega|)$ memory and $O(|\Omega|\log|\Omega|)$ time: no
+    $m\times n$ array is formed. ``block``: the column block width (default
+    :func:`column_block`, wider than 256 for sparse entries).
+
+    Raises:
+        TypeError: traced inputs.
+        ValueError: arrays that are not 1-D of one length, non-integer or out-of-range
+            coordinates, duplicate coordinates, non-finite values, a shape that is not two
+            positive integers below $2^{31}$, or a block < 1.
+    """
+    if any(isinstance(x, jax.core.Tracer) for x in (rows, cols, vals)):
+        raise TypeError("pack_entries needs concrete arrays (it packs on the host)")
+    if len(shape) != 2 or any(
+        isinstance(x, bool) or not isinstance(x, int | np.integer) or not 0 < x < 2**31
+        for x in shape
+    ):
+        raise ValueError(f"shape must be two positive integers below 2^31, got {shape!r}")
+    m, n = (int(x) for x in shape)
+    r, c, v = np.asarray(rows), np.asarray(cols), np.asarray(vals)
+    if r.ndim != 1 or r.shape != c.shape or r.shape != v.shape:
+        raise ValueError(
+            f"rows, cols and vals must be 1-D of one length, got {r.shape}, {c.shape}, {v.shape}"
+        )
+    for name, x, hi in (("rows", r, m), ("cols", c, n)):
+        if x.size and not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"{name} must be integers, got dtype {x.dtype}")
+        if x.size and (int(x.min()) < 0 or int(x.max()) >= hi):
+            raise ValueError(f"{name} must lie in [0, {hi}), got [{int(x.min())}, {int(x.max())}]")
+    v = v.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(v)):
+        raise ValueError("vals contains NaN or inf")
+    if block is None:
+        block = column_block(r.size, m, n)
+    elif isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
+        raise ValueError(f"block must be a positive integer, got {block!r}")
+    return _pack(r.astype(np.int32, copy=False), c.astype(np.int32, copy=False), v, m, n,
+                 int(block))  # fmt: skip
 
 
 def _require() -> None:
@@ -437,4 +543,13 @@ def native_packed_products(u, p, packed: PackedObserved, threads=None, march=Non
     """
     check_packed(packed, (u.shape[0], p.shape[1]))
     target = _TARGET_PACKED if march in (None, target_arch()) else _variant_target(march)
-    return _call(target, u, p, packed.ptr, packed.cols, packed.vals, threads=threads)
+    return _call(
+        target,
+        u,
+        p,
+        packed.ptr,
+        packed.cols,
+        packed.vals,
+        threads=threads,
+        block=np.int64(packed.block),
+    )

@@ -26,7 +26,11 @@ Where each result lives:
 
 Products of layers are $\prod_{l=1}^L W_l := W_L\cdots W_1$ of lists ``[W_1, ..., W_L]`` in the
 seed's order (:func:`~lowrank_theory.core.linalg.chain_product`); numerical ranks follow the
-package's one rank rule (:func:`~lowrank_theory.core.linalg.rank_from_singular_values`).
+package's one rank rule (:func:`~lowrank_theory.core.linalg.rank_from_singular_values`), on the
+scale of the problem a matrix came from: $R_E$ on $\|\bar W\|_2+\prod_l\|W_l\|_2$
+(:func:`~lowrank_theory.lora.linear.problem_scale`), an adapter on its layer's
+(:func:`~lowrank_theory.lora.linear.adapter_rank`), never on a computed matrix's own
+$\sigma_1$.
 
 Figures: ``lora-linear``, ``lora-fnn``, ``lora-transfer`` (``experiments/fig_lora_*.py``).
 """
@@ -34,11 +38,13 @@ Figures: ``lora-linear``, ``lora-fnn``, ``lora-transfer`` (``experiments/fig_lor
 from .linear import (  # noqa: I001  (explicit `X as X` re-exports, one statement per module)
     RANK_RTOL as RANK_RTOL,
     LinearLemma1 as LinearLemma1,
+    adapter_rank as adapter_rank,
     lemma1_construction as lemma1_construction,
     linear_adapters as linear_adapters,
     linear_min_error as linear_min_error,
     lora_product as lora_product,
     min_lora_rank as min_lora_rank,
+    problem_scale as problem_scale,
     train_linear_lora as train_linear_lora,
 )
 from .relu import (
@@ -64,5 +70,6 @@ from .transfer import (
     stein_hessian_exact as stein_hessian_exact,
     stein_matrix as stein_matrix,
     stein_matrix_exact as stein_matrix_exact,
+    stein_moments_exact as stein_moments_exact,
     transfer_forward as transfer_forward,
 )

@@ -52,6 +52,7 @@ __all__ = [
     "stein_hessian_exact",
     "stein_matrix",
     "stein_matrix_exact",
+    "stein_moments_exact",
     "transfer_forward",
 ]
 
@@ -183,6 +184,25 @@ def _z_quadrature(w1, sigma, nodes: int) -> tuple[Array, Array, Array, Array, Ar
     return w1a, s, c, jnp.asarray(pts) @ lc.T, jnp.asarray(wts)
 
 
+def stein_moments_exact(
+    link: Callable[[Array], Array],
+    w1: Float[ArrayLike, "k D"],
+    sigma: Float[ArrayLike, "D D"],
+    *,
+    params=None,
+    nodes: int = 40,
+) -> tuple[float, Float[Array, "D D"]]:
+    r"""$(\mathbb E[g(W_1x)],\ \mathbb E[g(W_1x)\,xx^\top])$ for $x\sim\mathcal N(0,\Sigma)$ by
+    Gauss-Hermite quadrature (see :func:`stein_matrix_exact`, which is
+    $\Sigma^{-1}\mathbb E[g\,xx^\top]\Sigma^{-1}-\mathbb E[g]\Sigma^{-1}$ of these two moments:
+    their sizes bound its rounding error)."""
+    w1a, s, c, z, wj = _z_quadrature(w1, sigma, nodes)
+    eg, egzz = _quad_moments(link, z, wj, params)
+    kmat = jnp.linalg.solve(c, w1a @ s).T  # Sigma W1^T C^-1 (C, Sigma symmetric)
+    cond = s - kmat @ c @ kmat.T
+    return float(eg), eg * cond + kmat @ egzz @ kmat.T
+
+
 def stein_matrix_exact(
     link: Callable[[Array], Array],
     w1: Float[ArrayLike, "k D"],
@@ -206,12 +226,8 @@ def stein_matrix_exact(
         w1: $W_1$ with full row rank $k\le 3$.
         sigma: $\Sigma$, positive definite.
     """
-    w1a, s, c, z, wj = _z_quadrature(w1, sigma, nodes)
-    eg, egzz = _quad_moments(link, z, wj, params)
-    kmat = jnp.linalg.solve(c, w1a @ s).T  # Sigma W1^T C^-1 (C, Sigma symmetric)
-    cond = s - kmat @ c @ kmat.T
-    exx = eg * cond + kmat @ egzz @ kmat.T
-    si = jnp.linalg.inv(s)
+    eg, exx = stein_moments_exact(link, w1, sigma, params=params, nodes=nodes)
+    si = jnp.linalg.inv(_check_sigma(sigma, exx.shape[0]))
     return si @ exx @ si - eg * si
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ...core.linalg import random_with_spectrum
 from ...dmf.factorization import nonlinear_gradient, orthogonal_init
-from ..base import CheckResult, Claim, register
+from ..base import CheckResult, Claim, compare, register
 from .factorization import SRC
 
 
@@ -42,18 +42,16 @@ def check_gradient_gap(inst, extra: int = 0) -> CheckResult:
     s = np.asarray(jnp.linalg.svd(g, compute_uv=False))
     j = p["rstar"] + extra
     gap = float(s[j - 1] / s[j])
-    return CheckResult(
+    return compare(
         gap,
         2.0,
         ">=",
         0.0,
-        gap >= 2.0,
-        2.0 / gap,
-        {
-            "gap_at_rstar": float(s[p["rstar"] - 1] / s[p["rstar"]]),
-            "gap_at_rstar_plus_1": float(s[p["rstar"]] / s[p["rstar"] + 1]),
-            "top_over_s1": (s[: p["rstar"] + 3] / s[0]).tolist(),
-        },
+        criterion=f"sigma_{j} / sigma_{j + 1} of grad_W2 loss at initialisation is >= 2 "
+        f"(j = r* + {extra})",
+        gap_at_rstar=float(s[p["rstar"] - 1] / s[p["rstar"]]),
+        gap_at_rstar_plus_1=float(s[p["rstar"]] / s[p["rstar"] + 1]),
+        top_over_s1=(s[: p["rstar"] + 3] / s[0]).tolist(),
     )
 
 

@@ -44,9 +44,17 @@ from .instances import (
 )
 
 
-def rank_sigma_f(sf: np.ndarray) -> int:
-    r"""$\operatorname{rank}\Sigma_f$ for the corrected readings: the rank rule with rtol $10^{-9}$."""
-    return rank_from_singular_values(np.linalg.svd(sf, compute_uv=False), sf.shape, 1e-9)
+def rank_sigma_f(inst, ell: int) -> int:
+    r"""$\operatorname{rank}\Sigma_f$, $\Sigma_f=D\Sigma D^\top$, for the corrected readings: the
+    rank rule (default rtol) on the problem's scale $(\|B^{(\mathrm i)}\|_2+\|W^{\mathrm{pre}}\|_2)^2
+    \|\Sigma_x^{(\mathrm i)}\|_2$, the size of the terms $D=B^{(\mathrm i)}-W^{\mathrm{pre}}$ is the
+    difference of (measured over 150 drawn instances: noise at most $0.03$ of the cut-off,
+    genuine eigenvalues $4\cdot10^9$ times above it)."""
+    sf = notation(inst, ell).Sigma_f
+    sc = (np.linalg.norm(inst.b_in, 2) + np.linalg.norm(inst.w_pre, 2)) ** 2 * np.linalg.norm(
+        inst.sigma_x_in, 2
+    )
+    return rank_from_singular_values(np.linalg.svd(sf, compute_uv=False), sf.shape, scale=sc)
 
 
 # --- Lemma F.14 ----------------------------------------------------------------------------
@@ -58,8 +66,7 @@ def check_f14(b: dict[str, Any], part: str) -> CheckResult:
 def check_f14_order_corrected(b: dict[str, Any]) -> CheckResult:
     """Corrected order: uses rank r when r >= min(s, rank Sigma_f), else LoRA rank s."""
     inst, ell, S = b["inst"], b["ell"], b["S"]
-    sf = notation(inst, ell).Sigma_f
-    rank_f = rank_sigma_f(sf)
+    rank_f = rank_sigma_f(inst, ell)
     d, dp = inst.dims[ell], inst.dims[ell - 1]
     r = b["r"] if b["r"] >= min(len(S), rank_f) else len(S)
     assert r <= min(d, dp) and r >= min(len(S), rank_f), "needs r >= min(s, rank Sigma_f)"
@@ -71,8 +78,7 @@ def check_f14_order_corrected(b: dict[str, Any]) -> CheckResult:
 def check_f7_bias(b: dict[str, Any], corrected: bool = False) -> CheckResult:
     inst, ell, r, S = b["inst"], b["ell"], b["r"], b["S"]
     if corrected:
-        sf = notation(inst, ell).Sigma_f
-        rank_f = rank_sigma_f(sf)
+        rank_f = rank_sigma_f(inst, ell)
         if r < min(len(S), rank_f):
             r = len(S)
     t = lemma_f14(inst, ell, r, S, b["S0"])
@@ -161,6 +167,8 @@ def check_f7_rate(b: dict[str, Any], reps: int = 6) -> CheckResult:
         bound_slope,
         "<=",
         0.0,
+        criterion="the lower end of the 95% CI of the log-log slope of T_var^2 against n is <= "
+        "the bound's local slope d log(log^2(n+p+q)/n)/d log n, for both methods",
         slope_lora=fits["lora"][0],
         ci_lora=fits["lora"][1:],
         slope_s2ft=fits["s2ft"][0],
@@ -201,7 +209,9 @@ def build_f11(p: dict[str, Any]) -> dict[str, Any]:
     wl = inst.below(ell)
     _, _, vt = np.linalg.svd(wl)
     v = vt[-1]
-    assert np.linalg.norm(wl @ v) < 1e-10, "null_shift needs a non-trivial kernel of W_below"
+    # a kernel on W_below's own scale (the rank rule's rounding budget of a product of weights)
+    kernel_tol = tolerance(float(np.linalg.norm(wl, 2)), n=max(wl.shape))
+    assert np.linalg.norm(wl @ v) <= kernel_tol, "null_shift needs a non-trivial kernel of W_below"
     c, t = p["covariate"], p["label_shift"]
     k = np.random.default_rng(p["seed"]).standard_normal(inst.dims[ell])
     k /= np.linalg.norm(inst.above(ell) @ k)
@@ -378,7 +388,7 @@ reg(
     lambda: base_params(shapes=("funnel", "wide", "first")),
     build,
     check_f7_decomposition,
-    convention="T_variance as defined in the proofs (exact, finite n, n in {100, 1000}); both methods.",
+    convention="T_variance as defined in the proofs (exact, finite n, n in {100, 1000}); both methods. Reported: the first violation, else the tightest non-degenerate (method, n) of the four (one inequality, no primary).",
     test_examples=3,
 )
 reg(
@@ -393,8 +403,20 @@ reg(
     test_examples=1,
 )
 
+
+def _f11_eigengap(p: dict[str, Any]) -> dict[str, Any]:
+    r"""Keeps Assumption F.3 (eigengap) in the plain draws of the F.11 claims: a flat residual
+    spectrum (``decay`` 1) of rank above $r$ with unit weight spectra and isotropic inputs ties
+    $\lambda_r(M)=\lambda_{r+1}(M)$ (the rank-$r$ LoRA minimiser is not unique and the check
+    refuses it); such a draw gets the geometric spectrum ``decay`` 0.5 instead."""
+    tie = p["decay"] == 1.0 and p["residual_rank"] > p["r"]
+    if tie and p["weight_cond"] == 1.0 and p["x_cond"] == 1.0:
+        return {**p, "decay": 0.5}
+    return p
+
+
 _f11_params = lambda: (  # noqa: E731
-    base_params()
+    base_params().map(_f11_eigengap)
     | base_params(shapes=("first",)).map(
         lambda p: {
             **p,
@@ -451,7 +473,7 @@ reg(
         adversarial=True,
     ),
     corrected="||G||_op must be squared in the last term (||T_3||_F <= ||M - SVD_r M||_F ||G||_op): s2ft.theoremF11.lower[corrected]. With covariate shift ||G||_op > 1 and the label shift B^(o) = B^(i) - (M - SVD_r M)A^+ W_below cancelling LoRA's truncation error, E^(o) = 0 while the printed bound is positive.",
-    convention="eta in {0.1, 0.5, 0.9}; G as read from the proofs.",
+    convention="eta in {0.1, 0.5, 0.9}; G as read from the proofs. Reported: the first violation, else the tightest non-degenerate eta (one inequality per eta, no primary); a negative right side is a vacuous, not a degenerate, bound (its ratio <= 0 is kept).",
     test_examples=8,
 )
 reg(

@@ -18,7 +18,6 @@ $\kappa(A)$, and the eigengap constant $C_g$ for LoRA's rank-$r$ truncation).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -35,6 +34,7 @@ from ...s2ft import (
     excess_risk,
     sample,
     sparsity_level,
+    svd_rtol,
 )
 from ..base import CheckResult, Claim, compare, register
 
@@ -125,19 +125,18 @@ def build(p: dict[str, Any]) -> dict[str, Any]:
     return {"params": p, "inst": inst, "ell": ell, "r": p["r"], "S": S, "S0": s0, "n": p.get("n")}
 
 
-#: rank cut-off of the condition numbers that scale the tolerances (:func:`scale`)
-SCALE_RTOL = 1e-10
-
-
-def _kappa(x: np.ndarray) -> float:
-    return kappa_star(x, SCALE_RTOL)
-
-
 def scale(b: dict[str, Any]) -> float:
-    """Condition-number amplification of the closed forms (kappa of W_above, A, Sigma_x)."""
+    """Condition-number amplification of the closed forms (kappa_* of W_above, A, Sigma_x), each
+    with the s2ft package's own rank rule: ``svd_rtol`` for the weights, ``PSD_RTOL`` for the
+    PSD matrices built from covariances (the cut-offs the closed forms themselves use)."""
     inst, ell = b["inst"], b["ell"]
     a2 = inst.below(ell) @ inst.sigma_x_in @ inst.below(ell).T
-    return _kappa(inst.above(ell)) ** 2 * _kappa(a2) * _kappa(inst.sigma_x_in)
+    w = inst.above(ell)
+    return (
+        kappa_star(w, svd_rtol(w.shape)) ** 2
+        * kappa_star(a2, PSD_RTOL)
+        * kappa_star(inst.sigma_x_in, PSD_RTOL)
+    )
 
 
 def nat_scale(b: dict[str, Any]) -> float:
@@ -175,23 +174,15 @@ def lstsq_min_norm(left: np.ndarray, right: np.ndarray, target: np.ndarray) -> n
 
 
 def bound_check(lhs: float, rhs: float, rel, tol: float, scale: float, **details) -> CheckResult:
-    """``compare`` for inequalities, with sides below the rounding tolerance snapped to 0.
+    """:func:`~lowrank_theory.claims.base.compare` for the bounds, with the scale floor ``tol``.
 
-    A side at rounding level (e.g. a bias that is exactly 0 in exact arithmetic) makes the ratio
-    lhs/rhs meaningless (1e-30/1e-31). Such sides are snapped to 0; an instance with both sides
-    0 holds trivially, is flagged ``degenerate`` and gets tightness 0 (it says nothing about how
-    tight the bound is), so the audit's "tightest instance" is an informative one. The raw
-    values are kept in the details. A lower bound ">=" whose right side is <= 0 is vacuous for a
-    non-negative risk: tightness 0, flagged ``vacuous``.
+    A side at or below the rounding tolerance (e.g. a bias that is exactly 0 in exact
+    arithmetic, computed as 1e-31) makes the ratio meaningless: such an instance is
+    *degenerate* (tightness NaN, counted apart by the audit, never reported as tight). A lower
+    bound ``>=`` whose right side is negative is vacuous for a non-negative risk but not
+    degenerate: its ratio (<= 0) is kept. ``scale`` is recorded in the details.
     """
-    snap = lambda v: 0.0 if abs(v) <= tol else v  # noqa: E731
-    ls, rs = snap(lhs), snap(rhs)
-    r = compare(ls, rs, rel, tol, scale=scale, raw_lhs=lhs, raw_rhs=rhs, **details)
-    if ls == rs == 0.0:
-        return dataclasses.replace(r, tightness=0.0, details={**r.details, "degenerate": True})
-    if rel == ">=" and rs <= 0.0:  # a non-positive lower bound on a non-negative risk is vacuous
-        return dataclasses.replace(r, tightness=0.0, details={**r.details, "vacuous": True})
-    return r
+    return compare(lhs, rhs, rel, tol, floor=tol, tol_scale=scale, **details)
 
 
 def terms_check(t, scale: float, n: int, **extra) -> CheckResult:
