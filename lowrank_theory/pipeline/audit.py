@@ -358,10 +358,16 @@ class _Space:
         scored = [(p, m) for p, m in self.scored if not _ties(m, best)]
         out: list[tuple[int, float, dict[str, Any]]] = []
         for k, step in steps.items():
+            if not _is_float(x.get(k)) or k not in self.ranges:  # an optional float left unset
+                continue
             lo, hi = self.ranges[k]
             for v in (min(hi, x[k] + step), max(lo, x[k] - step)):
                 if v != x[k]:
-                    side = [m for p, m in scored if k in p and (p[k] - x[k]) * (v - x[k]) > 0]
+                    side = [
+                        m
+                        for p, m in scored
+                        if _is_float(p.get(k)) and (p[k] - x[k]) * (v - x[k]) > 0
+                    ]
                     out.append((2, max(side, default=-math.inf), {**x, k: float(v)}))
         disc = _discrete(x)
         for k in disc:
