@@ -227,6 +227,18 @@ def build_kernel(cxx: str | None = None, march: str | None = None) -> Path:
 
 _LOAD_LOCK = threading.Lock()
 
+#: FFI targets registered in this process (name -> why). JAX's FFI registry is process-wide and
+#: refuses a second registration of a name from another library, so registration must survive
+#: a ``cache_clear()`` of the functions below (or a changed ``$LOWRANK_THEORY_CACHE``, which
+#: would build a second copy of the same library): a name is registered at most once.
+_REGISTERED: dict[str, str] = {}
+
+
+def _register(name: str, fn: object) -> None:
+    if name not in _REGISTERED:
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(fn), platform="cpu")
+        _REGISTERED[name] = str(fn)
+
 
 @functools.cache
 def _load_once() -> tuple[bool, str]:
@@ -237,14 +249,12 @@ def _load_once() -> tuple[bool, str]:
     cxx = find_compiler()
     if cxx is None:
         return False, "no C++ compiler found ($CXX, c++, g++, clang++)"
+    if _TARGET in _REGISTERED and _TARGET_PACKED in _REGISTERED:
+        return True, f"built with {cxx}"
     try:
         lib = ctypes.CDLL(str(build_kernel(cxx)))
-        jax.ffi.register_ffi_target(
-            _TARGET, jax.ffi.pycapsule(lib.LrtMaskedLowrank), platform="cpu"
-        )
-        jax.ffi.register_ffi_target(
-            _TARGET_PACKED, jax.ffi.pycapsule(lib.LrtMaskedLowrankPacked), platform="cpu"
-        )
+        _register(_TARGET, lib.LrtMaskedLowrank)
+        _register(_TARGET_PACKED, lib.LrtMaskedLowrankPacked)
     except Exception as exc:  # the dense formulation stays available
         return False, f"{type(exc).__name__}: {exc}"
     return True, f"built with {cxx}"
@@ -254,9 +264,10 @@ def _load_once() -> tuple[bool, str]:
 def _variant_target(march: str) -> str:
     """Build the kernel for ``-march=march`` and register its packed handler under its own FFI
     target name (a second shared library beside the default build); returns the name."""
-    lib = ctypes.CDLL(str(build_kernel(march=march)))
     name = f"{_TARGET_PACKED}_{''.join(c if c.isalnum() else '_' for c in march)}"
-    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(lib.LrtMaskedLowrankPacked), platform="cpu")
+    if name not in _REGISTERED:
+        lib = ctypes.CDLL(str(build_kernel(march=march)))
+        _register(name, lib.LrtMaskedLowrankPacked)
     return name
 
 
