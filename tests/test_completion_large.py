@@ -82,8 +82,8 @@ def test_sparse_path_equals_the_dense_recipe_and_its_gd(shape):
 @pytest.mark.parametrize("shape", [(300, 2600), (2300, 200)])
 def test_pure_jax_packed_path_gives_the_native_iterates(shape):
     """The accelerator path (gather + scatter-add, forced on CPU) and the native kernel give the
-    same GD iterates to <= 1e-12 relative, on problems with several column blocks, thread slots
-    and (2300 rows) row tiles; the products also equal the dense formulation."""
+    same GD iterates to <= 1e-12 relative, on problems with several 512-column blocks and
+    thread slots, wide and tall; the products also equal the dense formulation."""
     prob = lc.sparse_completion_instance(jax.random.key(3), shape, 3, 40000, block=512)
     comp = lc.compress_sparse(jax.random.key(4), prob, 3, eps=1e-2, tol=1e-9)
     lr = lc.lr_for_sampling(shape, prob.n_obs, 0.4)
