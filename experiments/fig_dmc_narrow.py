@@ -9,7 +9,8 @@ reach relative recovery error $10^{-6}$ (= mean squared error $10^{-12}$ for a $
 unit-variance entries); right: the same in wall time (iterations times the measured time per step
 of that method at that width, compile excluded). The narrow runs of all widths and trials run
 as one ``jax.vmap`` batch (zero-padded to the largest width, which GD preserves exactly) sharded
-across devices when there are several.
+across devices when there are several; like the compressed runs it runs in chunks and resumes
+mid-run after an interruption (``docs/figures.md``).
 
 $\gamma$: the seed tunes it per problem (Section 3); with our $\Phi$ (unit singular values) and
 $\eta = 0.4/p$ (½·sum loss) $\gamma=0.1$ converges in a comparable number of iterations to full
@@ -89,8 +90,9 @@ def _compressed(cfg: Config, rh: int, sweep: Sweep) -> dict:
     return {"iters": its, "sec_per_step": sec}
 
 
-def _narrow(cfg: Config) -> dict:
-    """Narrow runs: all widths x trials in one vmapped batch (as one batch, so bitwise as before)."""
+def _narrow(cfg: Config, sweep: Sweep) -> dict:
+    """Narrow runs: all widths x trials in one vmapped batch (as one batch, so bitwise as before),
+    chunked: progress, Ctrl-C and a mid-run checkpoint the rerun resumes from."""
     k, phi, mask, target, lr = _setup(cfg)
     wmax = 2 * max(cfg.rhats)
     inits = [padded_narrow_init(jax.random.fold_in(k[2], 100 * rh + tr), cfg.d, 2 * rh, cfg.depth,
@@ -98,7 +100,7 @@ def _narrow(cfg: Config) -> dict:
              for rh in cfg.rhats for tr in range(cfg.trials)]  # fmt: skip
     b = len(inits)
     rec = run_gd_from_inits(inits, target, mask, phi, lr=lr, steps=cfg.steps,
-                            record_every=cfg.record_every)  # fmt: skip
+                            record_every=cfg.record_every, chunking=sweep.chunks("batch"))  # fmt: skip
     steps = np.arange(0, cfg.steps + 1, cfg.record_every)
     nar = [first_below(rec["recovery"][i], steps, cfg.tol) for i in range(b)]
     return {"iters": np.array(nar).reshape(len(cfg.rhats), cfg.trials),
@@ -117,7 +119,7 @@ def main(cfg: Config, sweep: Sweep) -> dict:
     comp = sweep.run([f"compressed rhat={rh}" for rh in cfg.rhats],
                      lambda key: _compressed(cfg, int(key.split("=")[1]), sweep),
                      desc="compressed")  # fmt: skip
-    nar = sweep.run(["narrow"], lambda _: _narrow(cfg), desc="narrow batch")["narrow"]
+    nar = sweep.run(["narrow"], lambda _: _narrow(cfg, sweep), desc="narrow batch")["narrow"]
     nsec = sweep.run([f"narrow timing rhat={rh}" for rh in cfg.rhats],
                      lambda key: _narrow_timing(cfg, int(key.split("=")[1])), desc="timing")  # fmt: skip
     return {

@@ -10,7 +10,8 @@ the paper's "converge to $10^{-10}$ error", a mean-squared quantity; the unsquar
 full-width $L=3$ factorization cannot go below $\sim\sqrt{m}\,\epsilon^3/\|\Phi\|_F\approx10^{-8}$
 because of the invariant part $\prod_l\rho_l\,U_{L,2}V_{1,2}^\top$ of Theorem 2.1). All widths and
 trials of one depth run as one ``jax.vmap`` batch (widths zero-padded to $d$, which GD preserves
-exactly), sharded across devices when there are several.
+exactly), sharded across devices when there are several, in chunks of about a second: an
+interrupted run (Ctrl-C, SIGTERM) resumes mid-batch from its checkpoint (``docs/figures.md``).
 
 Command: ``make fig-dmf-depth-width`` (``--quick``: $d=20$; default $d=50$, $r^\star=3$, widths
 5..50, 2 trials; ``FULL=1``: $d=100$, $r^\star=10$ as the issue lists (the seed's caption says
@@ -66,7 +67,7 @@ class Config:
         return cls(d=100, rstar=10, widths=tuple(range(10, 101, 10)), trials=5)
 
 
-def _depth(cfg: Config, depth: int) -> dict:
+def _depth(cfg: Config, depth: int, sweep: Sweep) -> dict:
     key = jax.random.key(cfg.seed)
     phi, mask = completion_instance(jax.random.fold_in(key, 0), cfg.d, cfg.rstar, cfg.frac)
     target = jnp.where(mask, phi, 0.0)
@@ -76,7 +77,7 @@ def _depth(cfg: Config, depth: int) -> dict:
     b = len(inits)
     rec = run_gd_from_inits(inits, target, mask, phi, lr=cfg.lr_times_p / cfg.frac,
                             steps=cfg.steps, record_every=cfg.record_every,
-                            record=("loss", "recovery"))  # fmt: skip
+                            record=("loss", "recovery"), chunking=sweep.chunks("batch"))  # fmt: skip
     steps = np.arange(0, cfg.steps + 1, cfg.record_every)
     train = np.sqrt(2 * rec["loss"]) / float(jnp.linalg.norm(target))
     shape = (len(cfg.widths), cfg.trials)
@@ -89,7 +90,9 @@ def _depth(cfg: Config, depth: int) -> dict:
 
 
 def main(cfg: Config, sweep: Sweep) -> dict:
-    res = sweep.run([f"L={L}" for L in cfg.depths], lambda k: _depth(cfg, int(k[2:])), desc="depth")
+    # one cached point per depth; its batch runs in chunks (progress, Ctrl-C, mid-run resume)
+    res = sweep.run([f"L={L}" for L in cfg.depths], lambda k: _depth(cfg, int(k[2:]), sweep),
+                    desc="depth")  # fmt: skip
     return {"depths": list(res.values())}
 
 

@@ -6,9 +6,9 @@ one-line message and exit status 2. This module imports nothing of the package u
 arguments are parsed and the cheap checks pass, so ``--help`` and an argument error never import
 JAX. An audit with ``--json PATH`` rewrites the report after each claim (atomically);
 ``--resume`` continues an interrupted one (made with the same ``--examples``, ``--seed`` and
-``--no-stored``); Ctrl-C saves what is finished and exits with 130. ``--no-stored`` ignores
-the stored counterexamples, so that every false claim must be found by the search
-(:mod:`lowrank_theory.pipeline.audit`).
+``--no-stored``); Ctrl-C saves what is finished and exits with 130 (SIGTERM, e.g. a job
+scheduler's ``kill``: the same, exit 143). ``--no-stored`` ignores the stored
+counterexamples, so that every false claim must be found by the search (:mod:`lowrank_theory.pipeline.audit`).
 """
 
 import argparse
@@ -272,4 +272,6 @@ def _run_audit(parser: argparse.ArgumentParser, args: argparse.Namespace, audit)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .pipeline.interrupts import interruptible  # SIGTERM ends it as Ctrl-C does, exit 143
+
+    sys.exit(interruptible(main)())

@@ -6,13 +6,18 @@
 * :class:`~lowrank_theory.pipeline.records.Sweep` checkpoints a point mid-run, a rerun resumes
   it, a checkpoint of other code / another config / another run is ignored (the record says
   why), and the checkpoint is gone once the point is cached;
+* the batched driver (``run_gd_batch``, a ``vmap`` of many runs) is chunked the same way:
+  bitwise the one-scan batch, resumable after any chunk;
 * a figure script interrupted with SIGINT exits within seconds with status 130 and one line
-  saying what was saved; the rerun resumes.
+  saying what was saved, with SIGTERM (``kill``) the same way with status 143; the rerun
+  resumes, also mid-batch in the quick ``dmf-depth-width`` and ``dmc-narrow`` figures.
 """
 
 import dataclasses
+import functools
 import json
 import os
+import runpy
 import shutil
 import signal
 import subprocess
@@ -27,7 +32,9 @@ import numpy as np
 import pytest
 
 import lowrank_theory as lt
+from lowrank_theory.dmf.completion import padded_narrow_init, run_gd_from_inits
 from lowrank_theory.dmf.factorization import Chunking
+from lowrank_theory.pipeline import interrupts
 from lowrank_theory.pipeline import records as eio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +174,60 @@ def test_resume_state_of_another_run_is_refused():
         _completion(Chunking(resume=states[0]))
     with pytest.raises(ValueError, match="step"):
         _factorization(Chunking(resume=dataclasses.replace(states[0], step=-5)))
+
+
+# ------------------------------------------------------------------------ batched runs
+def _batch(chunking):
+    """Six runs (three padded widths x two inits) of one completion problem, one vmap batch."""
+    _, phi, mask = _problem(d=16)
+    key = jax.random.key(5)
+    inits = [padded_narrow_init(jax.random.fold_in(key, 10 * w + t), 16, w, 3, 0.3, pad_to=16)
+             for w in (3, 8, 16) for t in range(2)]  # fmt: skip
+    return run_gd_from_inits(inits, jnp.where(mask, phi, 0.0), mask, phi, lr=0.6, steps=60,
+                             record_every=5, record=("loss", "recovery", "weights"),
+                             chunking=chunking)  # fmt: skip
+
+
+def test_chunked_batch_is_bitwise_the_one_scan_batch():
+    ref = _batch(None)
+    assert ref["loss"].shape == (6, 13) and ref["weights"][0].shape == (6, 13, 16, 16)
+    for name, chunking in CHUNKINGS.items():
+        seen: list[int] = []
+        res = _batch(
+            dataclasses.replace(chunking, on_chunk=lambda s, seen=seen: seen.append(s.step))
+        )
+        assert _same(ref, res), f"{name}: not bitwise the one-scan batch"
+        assert seen[-1] == 60 and seen == sorted(seen), (name, seen)
+    steps = []
+    _batch(Chunking(steps=3, on_chunk=lambda s: steps.append(s.step)))
+    assert steps[:4] == [3, 5, 8, 10]
+
+
+@pytest.mark.parametrize(
+    "chunks", [Chunking(steps=2), Chunking(records=1)], ids=["pieces", "records"]
+)
+def test_interrupted_batch_resumes_bitwise(chunks):
+    ref = _batch(None)
+    for j in (1, 4):
+        states = []
+        with pytest.raises(KeyboardInterrupt):
+            _batch(dataclasses.replace(chunks, on_chunk=_interrupt_after(j, states)))
+        last = states[-1]
+        assert 0 < last.step < last.total == 60 and last.signature["driver"] == "run_gd_batch"
+        # the records so far have the record axis first (as one run's), the batch second
+        assert last.records["loss"].shape == (last.step // 5 + 1, 6)
+        # resumed from host copies (as from a checkpoint file), with other chunk lengths
+        host = dataclasses.replace(last, carry=jax.tree_util.tree_map(np.asarray, last.carry))
+        assert _same(ref, _batch(Chunking(resume=host, records=2))), f"resume after chunk {j}"
+        # as a checkpoint loader sees it: a template of the run's carry and records
+        seen = []
+        loader = functools.partial(
+            lambda t, seen, host: seen.append(t) or host, seen=seen, host=host
+        )
+        assert _same(ref, _batch(Chunking(resume=loader, steps=5)))
+        assert seen[0].records["loss"].shape == (1, 6) and seen[0].signature == last.signature
+    with pytest.raises(ValueError, match="another run"):
+        _completion(Chunking(resume=last))
 
 
 # ------------------------------------------------------------------------ Sweep checkpoints
@@ -356,9 +417,9 @@ _SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _run_and_interrupt(cmd, trigger, cwd, timeout=120):
-    """Runs ``cmd``, sends SIGINT when a stderr line contains ``trigger``; (rc, stderr, seconds
-    from SIGINT to exit)."""
+def _run_and_interrupt(cmd, trigger, cwd, timeout=120, sig=signal.SIGINT):
+    """Runs ``cmd``, sends ``sig`` (SIGINT) when ``trigger`` holds for a stderr line; (rc,
+    stderr, seconds from the signal to exit)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     lines, t_sig = [], None
     deadline = time.monotonic() + timeout
@@ -366,7 +427,7 @@ def _run_and_interrupt(cmd, trigger, cwd, timeout=120):
         for line in p.stderr:
             lines.append(line)
             if t_sig is None and trigger(line):
-                p.send_signal(signal.SIGINT)
+                p.send_signal(sig)
                 t_sig = time.monotonic()
             if time.monotonic() > deadline:
                 p.kill()
@@ -375,21 +436,29 @@ def _run_and_interrupt(cmd, trigger, cwd, timeout=120):
     return rc, "".join(lines), (time.monotonic() - t_sig) if t_sig else None
 
 
-def test_sigint_mid_run_lands_fast_and_the_rerun_resumes(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "status", "how"),
+    [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, " (SIGTERM)")],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_sigint_mid_run_lands_fast_and_the_rerun_resumes(tmp_path, sig, status, how):
+    """Ctrl-C, or SIGTERM (``kill <pid>``, a job scheduler): the same ending, 130 or 143."""
     script = tmp_path / "fig_sigint.py"
     script.write_text(_SCRIPT.replace("STEPS", "20_000"))
     out = tmp_path / "out"
     cmd = [sys.executable, str(script), "--out", str(out)]
     rc, err, latency = _run_and_interrupt(
-        cmd, lambda l: "gd: step" in l and "step 0/" not in l, tmp_path
+        cmd, lambda l: "gd: step" in l and "step 0/" not in l, tmp_path, sig=sig
     )
-    assert rc == 130, err
+    assert rc == status, err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("sigint: interrupted at point gd; saved 0 finished point(s) and step ")
+    assert last.startswith(
+        f"sigint: interrupted{how} at point gd; saved 0 finished point(s) and step "
+    )
     assert last.endswith("rerun the same command to resume")
-    print(f"SIGINT landed in {latency:.2f} s")
-    assert latency < 5.0, f"Ctrl-C took {latency:.1f} s to land"
+    print(f"{sig.name} landed in {latency:.2f} s")
+    assert latency < 5.0, f"{sig.name} took {latency:.1f} s to land"
     saved = int(last.split(" and step ")[1].split("/")[0])
     assert 0 < saved < 20_000
     # the rerun resumes there, and ends with the records of an uninterrupted run
@@ -419,3 +488,113 @@ def test_sigint_on_a_quick_figure_run(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "runs: resuming, 1 of 4 points cached" in done.stderr
+
+
+# ------------------------------------------------------------------------ figure scripts, mid-batch
+_PACED = textwrap.dedent("""
+    import dataclasses, runpy, sys, time
+    from lowrank_theory.pipeline import records
+    from lowrank_theory.pipeline.records import Sweep
+
+    # sources edited between the two runs (another session at work) must not make it stale
+    records.source_hash = lambda: "figure-resume-test"
+    Sweep.progress_every = 0.0
+    chunks = Sweep.chunks
+
+    def paced(self, run="gd"):
+        # the quick batch takes well under a second: 10-step chunks and a pause after each,
+        # so that the signal lands mid-batch
+        ch = chunks(self, run)
+        if run != "batch":
+            return ch
+        inner = ch.on_chunk
+
+        def on_chunk(state):
+            time.sleep(0.03)
+            if inner is not None:
+                inner(state)
+
+        return dataclasses.replace(ch, steps=10, on_chunk=on_chunk)
+
+    Sweep.chunks = paced
+    script = sys.argv[1]
+    sys.argv = [script, *sys.argv[2:]]
+    runpy.run_path(script, run_name="__main__")
+""")
+
+FIGURES = {
+    # script, the point holding the batch, finished points before it, deterministic result keys
+    "dmf-depth-width": ("fig_dmf_depth_width.py", "L=2", 0, None),
+    "dmc-narrow": ("fig_dmc_narrow.py", "narrow", 2,
+                   ("compressed_iters", "narrow_iters", "final_recovery_narrow")),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "sig", "status"),
+    [("dmf-depth-width", signal.SIGTERM, 143), ("dmc-narrow", signal.SIGINT, 130)],
+)
+def test_quick_figure_resumes_mid_batch(tmp_path, name, sig, status):
+    """``fig_dmf_depth_width.py`` / ``fig_dmc_narrow.py --quick`` (paced): a signal in the middle
+    of the batched GD run ends it with the one line naming the step saved; the rerun resumes the
+    batch there and writes the numbers of an uninterrupted run."""
+    script, point, before, keys = FIGURES[name]
+    launcher = tmp_path / "paced.py"
+    launcher.write_text(_PACED)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(launcher), str(ROOT / "experiments" / script), "--quick",
+           "--out", str(out)]  # fmt: skip
+    rc, err, _ = _run_and_interrupt(cmd, lambda l: f"[{point}] batch: step" in l, ROOT, sig=sig)
+    assert rc == status and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    how = " (SIGTERM)" if sig == signal.SIGTERM else ""
+    assert last.startswith(f"{name}: interrupted{how} at point {point}; saved {before} finished "
+                           f"point(s) and step "), last  # fmt: skip
+    assert last.endswith("rerun the same command to resume")
+    saved = int(last.split(" and step ")[1].split("/")[0])
+    assert 0 < saved < 1000
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"[{point}] batch: resuming at step {saved}/1000" in done.stderr
+    rec = json.loads((out / f"{name}.json").read_text())
+    assert rec["cache"]["checkpoints"]["resumed"] == 1
+    assert not list((out / ".cache").rglob("*.ckpt.npz"))
+    # the numbers of an uninterrupted run (the timings of dmc-narrow excepted)
+    mod = runpy.run_path(str(ROOT / "experiments" / script))
+    cfg = mod["Config"].quick()
+    ref = eio.to_jsonable(mod["main"](cfg, eio.Sweep(name, cfg, None)))
+    for k in keys or ref:
+        assert rec["result"][k] == ref[k], k
+
+
+_CLI = textwrap.dedent("""
+    import sys, time
+    from lowrank_theory.pipeline.interrupts import interruptible
+
+    def main():
+        try:
+            print("working", file=sys.stderr, flush=True)
+            time.sleep(60)
+            return 0
+        except KeyboardInterrupt:
+            print("interrupted: 1 finished claim(s) saved", file=sys.stderr, flush=True)
+            return 130
+
+    sys.exit(interruptible(main)())
+""")
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interruptible_cli_ends_the_same_way_on_sigterm(tmp_path, sig, status):
+    """A CLI ``main`` that turns Ctrl-C into a message and 130 (``python -m lowrank_theory
+    audit``), wrapped by ``interruptible``: SIGTERM gives the same message and 143."""
+    script = tmp_path / "cli.py"
+    script.write_text(_CLI)
+    rc, err, latency = _run_and_interrupt([sys.executable, str(script)],
+                                          lambda l: "working" in l, tmp_path, sig=sig)  # fmt: skip
+    assert rc == status and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted: 1 finished claim(s) saved"
+    assert latency < 5.0
+    assert interrupts.exit_status(interrupts.Terminated()) == 143
+    assert interrupts.exit_status(KeyboardInterrupt()) == 130

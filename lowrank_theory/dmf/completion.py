@@ -10,7 +10,10 @@ r"""Deep matrix completion instances and batched sweeps (seed 004, Section 3, Fi
   :func:`jax.distributed.initialize` (every process calls it with the same arrays; each
   computes the batch entries of its own devices and the records are gathered to all; on CPU
   the gloo collectives, JAX's default). The numbers are the same as on one device (tested,
-  also with two local CPU processes).
+  also with two local CPU processes). With ``chunking=``
+  (:class:`~lowrank_theory.dmf.chunking.Chunking`) the batch runs in chunks, bitwise the
+  one-scan run, with progress, Ctrl-C, checkpoints and resume between them (the figure scripts'
+  ``sweep.chunks``).
 * :func:`run_gd_from_inits`: the same for many initialisations (e.g. a width sweep of
   :func:`padded_narrow_init`) of one problem.
 * :func:`first_below`: iterations to reach a tolerance from strided records.
@@ -18,8 +21,10 @@ r"""Deep matrix completion instances and batched sweeps (seed 004, Section 3, Fi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +37,8 @@ from jax.sharding import PartitionSpec as P
 from ..core.linalg import random_with_spectrum
 from ..core.precision import DTYPE
 from ..core.validation import check_int
-from .factorization import RECORDABLE, gd_scan, orthogonal_init
+from .chunking import Chunking, run_chunked
+from .factorization import RECORDABLE, gd_scan, gd_steps, orthogonal_init
 
 __all__ = [
     "completion_instance",
@@ -94,6 +100,7 @@ def run_gd_batch(
     record: Sequence[str] = ("recovery",),
     weight_decay: float = 0.0,
     devices: Sequence | None = None,
+    chunking: Chunking | None = None,
 ) -> dict[str, np.ndarray]:
     r"""GD (15) on a batch: every array has a leading batch axis $B$ (targets/masks too).
 
@@ -106,6 +113,11 @@ def run_gd_batch(
         devices: devices to shard the batch over (default: all of ``jax.devices()``, every
             process's after :func:`jax.distributed.initialize`); the batch is padded to a
             multiple of their number and the padding dropped.
+        chunking: None (default): one compiled scan. A
+            :class:`~lowrank_theory.dmf.chunking.Chunking`: the same iterates and records
+            bitwise, in chunks (whole records or pieces of one) with progress, checkpoint and
+            resume hooks between them, as in ``run_gd``. The ``RunState`` carry is the
+            padded batch of factors (gathered to every process when the batch spans several).
 
     Returns:
         records (NumPy) with leading axes (B, n_records + 1).
@@ -119,11 +131,9 @@ def run_gd_batch(
         raise ValueError("steps must be a multiple of record_every")
     if not bool(jnp.all(jnp.isfinite(target))):
         raise ValueError("target contains NaN or inf")
-    depth = len(weights0)
     b = int(weights0[0].shape[0])
     devices = list(jax.devices() if devices is None else devices)
-    nd = len(devices)
-    pad = (-b) % nd
+    pad = (-b) % len(devices)
     if truth is None:
         truth = target
 
@@ -132,24 +142,81 @@ def run_gd_batch(
             return x
         return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)
 
-    args = [tuple(padb(w) for w in weights0), padb(target), padb(mask), padb(truth)]
-    if nd > 1:
-        mesh = Mesh(np.array(devices), ("b",))
-        sh = NamedSharding(mesh, P("b"))
-        args = _shard_batch(args, sh)
-    lrs = jnp.full((depth,), lr, dtype=DTYPE)
-    lams = jnp.full((depth,), weight_decay, dtype=DTYPE)
+    place = _placement(devices)
+    ws = place(tuple(padb(w) for w in weights0))
+    problem = place((padb(target), padb(mask), padb(truth)))
+    rates = {"lrs": (float(lr),) * len(ws), "decays": (float(weight_decay),) * len(ws)}
 
-    def one(ws, t, m, tr):
-        return gd_scan(
-            ws, t, m, tr, lrs, lams,
-            n_records=steps // stride, stride=stride, names=names, custom=None,
+    def advance(w, n):
+        w, recs = _batch_scan(place(w), *problem, **rates, n_records=n, stride=stride, names=names)
+        return w, jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 1, 0), _gathered(recs))
+
+    if chunking is None:
+        recs = advance(ws, steps // stride)[1]
+    else:
+        sig = {"driver": "run_gd_batch", "steps": steps, "stride": stride, "records": list(names),
+               "batch": b, "shapes": [list(w.shape) for w in ws]}  # fmt: skip
+        if chunking.on_chunk is not None and jax.process_count() > 1:
+            chunking = dataclasses.replace(chunking, on_chunk=_with_host_carry(chunking.on_chunk))
+        recs = run_chunked(
+            advance, ws, n_records=steps // stride, stride=stride, signature=sig,
+            chunking=chunking,
+            advance_steps=lambda w, n: _batch_steps(place(w), *problem[:2], **rates, n=n),
         )[1]  # fmt: skip
+    return jax.tree_util.tree_map(lambda v: np.moveaxis(np.asarray(v), 0, 1)[:b], recs)
 
-    recs = jax.jit(jax.vmap(one))(*args)
-    if not all(v.is_fully_addressable for v in recs.values()):  # other processes hold parts
-        recs = multihost_utils.process_allgather(recs, tiled=True)
-    return {k: np.asarray(v)[:b] for k, v in recs.items()}
+
+@partial(jax.jit, static_argnames=("lrs", "decays", "n_records", "stride", "names"))
+def _batch_scan(ws, target, mask, truth, *, lrs, decays, n_records, stride, names):
+    """:func:`~lowrank_theory.dmf.factorization.gd_scan` vmapped over the batch: (final
+    factors, records). The per-layer ``lrs``, ``decays`` (tuples) are compile-time constants."""
+    lrs, decays = jnp.asarray(lrs, dtype=DTYPE), jnp.asarray(decays, dtype=DTYPE)
+
+    def one(w, t, m, tr):
+        return gd_scan(w, t, m, tr, lrs, decays, n_records=n_records, stride=stride,
+                       names=names, custom=None)  # fmt: skip
+
+    return jax.vmap(one)(ws, target, mask, truth)
+
+
+@partial(jax.jit, static_argnames=("lrs", "decays", "n"))
+def _batch_steps(ws, target, mask, *, lrs, decays, n):
+    """``n`` steps of :func:`~lowrank_theory.dmf.factorization.gd_steps` on the batch."""
+    lrs, decays = jnp.asarray(lrs, dtype=DTYPE), jnp.asarray(decays, dtype=DTYPE)
+    return jax.vmap(lambda w, t, m: gd_steps(w, t, m, lrs, decays, n=n))(ws, target, mask)
+
+
+def _placement(devices):
+    """The function laying batch arrays out along ``devices`` (identity on one device; arrays
+    already laid out so are left as they are, e.g. a chunked run's carry)."""
+    if len(devices) == 1:
+        return lambda x: x
+    sh = NamedSharding(Mesh(np.array(devices), ("b",)), P("b"))
+
+    def place(tree):
+        leaves = jax.tree_util.tree_leaves(tree)
+        if all(getattr(x, "sharding", None) == sh for x in leaves):
+            return tree
+        return _shard_batch(tree, sh)
+
+    return place
+
+
+def _gathered(tree):
+    """``tree`` with arrays other processes hold parts of gathered to this one."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if all(isinstance(v, jax.core.Tracer) or v.is_fully_addressable for v in leaves):
+        return tree
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def _with_host_carry(on_chunk):
+    """``on_chunk`` handed the state with its carry gathered (a batch across processes)."""
+
+    def call(state):
+        on_chunk(dataclasses.replace(state, carry=_gathered(state.carry)))
+
+    return call
 
 
 def _shard_batch(args, sharding):

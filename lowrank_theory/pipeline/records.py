@@ -27,7 +27,8 @@ Each cached point also records the :func:`code_fingerprint` it was computed with
 library's sources and the package versions); a point cached by other code is *stale*: it is
 recomputed, and the record's ``"cache"`` entry counts it and says why. Every point prints a
 progress line; Ctrl-C ends the script with one line saying what is saved (a rerun resumes from
-it) and exit status 130.
+it) and exit status 130, SIGTERM (``kill <pid>``, a job scheduler) the same way with exit status
+143 (:mod:`lowrank_theory.pipeline.interrupts`).
 
 Long GD runs inside a point run in chunks (``chunking=sweep.chunks("<run>")``, see
 :class:`lowrank_theory.dmf.factorization.Chunking`): Ctrl-C lands between chunks (about a
@@ -37,6 +38,9 @@ step, records so far) is checkpointed to ``<cache dir>/<point>.ckpt.npz`` every
 point, code fingerprint). A rerun continues the run from the checkpoint, bitwise as if it had
 not stopped; a checkpoint written by other code or for another run is ignored (the record's
 ``"cache"`` entry says why), and the checkpoint is deleted when its point is cached.
+
+Atomic writes, JSON conversion, versions, machine and run metadata live in
+:mod:`lowrank_theory.pipeline.provenance` and are re-exported here (their earlier path).
 """
 
 from __future__ import annotations
@@ -45,124 +49,25 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import importlib.metadata
 import io
 import json
 import os
-import platform
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
-
-_PACKAGES = (
-    "lowrank_theory",
-    "jax",
-    "jaxlib",
-    "numpy",
-    "scipy",
-    "optax",
-    "matplotlib",
-    "hypothesis",
-    "scikit-learn",
-)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
-    atomic_write_bytes(path, text.encode())
-
-
-def to_jsonable(x: Any) -> Any:
-    """Converts arrays, dataclasses, NumPy scalars and non-finite floats for ``json.dumps``."""
-    import numpy as np
-
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return to_jsonable(dataclasses.asdict(x))
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [to_jsonable(v) for v in x]
-    if hasattr(x, "__array__") and not isinstance(x, str | bytes):
-        a = np.asarray(x)
-        return to_jsonable(a.item() if a.ndim == 0 else a.tolist())
-    if isinstance(x, float) and not np.isfinite(x):
-        return str(x)  # "nan", "inf": JSON has no such numbers
-    if isinstance(x, np.integer | np.floating | np.bool_):
-        return to_jsonable(x.item())
-    return x
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages the results depend on."""
-    out = {"python": platform.python_version()}
-    for p in _PACKAGES:
-        try:
-            out[p] = importlib.metadata.version(p)
-        except importlib.metadata.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
-
-
-def machine_info() -> dict[str, Any]:
-    """Cores, processor model, platform and JAX devices of this machine."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "platform": platform.platform(),
-    }
-    try:
-        import jax
-
-        info["jax_devices"] = [str(d) for d in jax.devices()]
-        info["jax_backend"] = jax.default_backend()
-    except Exception as e:  # pragma: no cover - jax always present in this package
-        info["jax_devices"] = f"unavailable: {e}"
-    return info
-
-
-def run_metadata(config: Any, seed: int | None, wall_time_s: float | None = None) -> dict:
-    """The record stored beside every result: config, seed, versions, machine, wall time."""
-    return {
-        "config": to_jsonable(config),
-        "seed": seed,
-        "versions": package_versions(),
-        "machine": machine_info(),
-        "wall_time_s": wall_time_s,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "full": os.environ.get("FULL", "0") == "1",
-    }
+from .interrupts import exit_status, signal_name, sigterm_as_interrupt
+from .provenance import atomic_write_bytes as atomic_write_bytes
+from .provenance import atomic_write_text as atomic_write_text
+from .provenance import config_hash as config_hash
+from .provenance import machine_info as machine_info
+from .provenance import package_versions as package_versions
+from .provenance import progress as progress
+from .provenance import run_metadata as run_metadata
+from .provenance import seconds_per_step as seconds_per_step
+from .provenance import to_jsonable as to_jsonable
 
 
 @functools.lru_cache(maxsize=1)
@@ -216,39 +121,6 @@ def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
             f"masked products now {new['masked_products']} (cached: {old['masked_products']})"
         )
     return "; ".join(why) or None
-
-
-def config_hash(config: Any) -> str:
-    """Stable short hash of a configuration (dataclass or dict)."""
-    blob = json.dumps(to_jsonable(config), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def progress(
-    items: Iterable[T],
-    total: int | None = None,
-    desc: str = "",
-    stream=None,
-    min_interval: float = 1.0,
-) -> Iterator[T]:
-    """Yields ``items``, printing ``desc i/total, elapsed, eta`` at most every ``min_interval`` s."""
-    stream = sys.stderr if stream is None else stream
-    if total is None:
-        try:
-            total = len(items)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-    t0 = last = time.perf_counter()
-    i = 0
-    for i, x in enumerate(items, 1):
-        yield x
-        now = time.perf_counter()
-        if now - last >= min_interval or i == total:
-            el = now - t0
-            eta = f", eta {el / i * (total - i):.0f} s" if total else ""
-            tot = f"/{total}" if total else ""
-            print(f"  {desc} {i}{tot} ({el:.0f} s{eta})", file=stream, flush=True)
-            last = now
 
 
 def _safe_name(key: str) -> str:
@@ -624,10 +496,11 @@ def run_experiment(
     print(f"{name}: config {to_jsonable(cfg)}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
-        result = main(cfg, sweep)
-    except KeyboardInterrupt:
-        print(interrupted_message(name, sweep), file=sys.stderr, flush=True)
-        raise SystemExit(130) from None
+        with sigterm_as_interrupt():  # SIGTERM (``kill``, a job scheduler) ends it as Ctrl-C
+            result = main(cfg, sweep)
+    except KeyboardInterrupt as e:
+        print(interrupted_message(name, sweep, signal_name(e)), file=sys.stderr, flush=True)
+        raise SystemExit(exit_status(e)) from None
     wall = time.perf_counter() - t0
     record = run_metadata(cfg, getattr(cfg, "seed", None), wall)
     record["cache"] = sweep.summary()
@@ -640,9 +513,12 @@ def run_experiment(
     return record
 
 
-def interrupted_message(name: str, sweep: Sweep) -> str:
-    """The one line printed when a figure script is interrupted (Ctrl-C): what is saved where."""
-    now = f" at point {sweep.pending[0]}" if sweep.pending else ""
+def interrupted_message(name: str, sweep: Sweep, signal: str = "SIGINT") -> str:
+    """The one line printed when a figure script is interrupted (Ctrl-C, or ``signal="SIGTERM"``:
+    ``interrupted (SIGTERM)``): what is saved where."""
+    now = (" (SIGTERM)" if signal == "SIGTERM" else "") + (
+        f" at point {sweep.pending[0]}" if sweep.pending else ""
+    )
     if sweep.dir is None:
         return f"{name}: interrupted{now}; nothing saved (--no-cache)"
     mid = sweep.current.describe() if sweep.current is not None else None
@@ -650,17 +526,3 @@ def interrupted_message(name: str, sweep: Sweep) -> str:
     return (
         f"{name}: interrupted{now}; saved {what} to {sweep.dir}; rerun the same command to resume"
     )
-
-
-def seconds_per_step(run: Callable[[int], object], steps: int) -> float:
-    """Wall time per step of ``run(steps)`` (a jitted run of ``steps`` steps), compile excluded.
-
-    ``run`` is called once to compile and warm up, then timed once (until its result is ready,
-    :func:`jax.block_until_ready`); the time is divided by ``steps``.
-    """
-    import jax  # the pipeline's other helpers work without JAX
-
-    jax.block_until_ready(run(steps))
-    t0 = time.perf_counter()
-    jax.block_until_ready(run(steps))
-    return (time.perf_counter() - t0) / steps
