@@ -188,6 +188,14 @@ BUGS: list[Bug] = [
         audit_examples=5, slow=True, slow_audit=True,
     ),
     Bug(
+        "lora-stein-matrix-mean-term", "lora", "lowrank_theory.lora.transfer",
+        "return si @ exx @ si - eg * si", "return si @ exx @ si - si",
+        "stein_matrix_exact's E[y T(x)] with E[y] dropped from the mean term E[y] Sigma^-1 "
+        "(the claim used its own copy of the formula and missed it)",
+        "lora.stein.identity", dict(D=2, k1=1, link="poly", log10_cond=0.0, seed=0),
+        audit_examples=1, slow_audit=True,
+    ),
+    Bug(
         "lora-min-error-index", "lora", "lowrank_theory.lora.linear",
         "return float(s[k - 1]) if k <= d else 0.0", "return float(s[k]) if k < d else 0.0",
         "sigma_{RL+1}(E) read at 0-based index RL+1 (off-by-one singular-value index)",
@@ -226,6 +234,29 @@ BUGS: list[Bug] = [
         "SVD_r(M) truncated at r + 1 singular values (off-by-one rank)",
         "s2ft.lemmaF9.solution", _S2FT_LAST, audit_examples=3,
     ),
+    Bug(
+        "s2ft-copermute-inverse", "s2ft", "lowrank_theory.s2ft.dynamics",
+        "out[ell] = ws[ell][:, perm]", "out[ell] = ws[ell][:, np.argsort(perm)]",
+        "the columns of W_{l+1} permuted by P^-1 instead of P (invisible on involutions, which "
+        "the instances' sorted channel sets mostly give)",
+        "s2ft.permutation_invariance", _s2ft(), audit_examples=1,
+    ),
+    Bug(
+        "s2ft-dense-update-inverse-permutation", "s2ft", "lowrank_theory.s2ft.dynamics",
+        "perm = channel_permutation(ws[ell - 1].shape[0], S)",
+        "perm = np.argsort(channel_permutation(ws[ell - 1].shape[0], S))",
+        "the dense update permutes by the inverse of the permutation putting S first (its "
+        "leading block is then not the rows S)",
+        "s2ft.permutation_invariance", _s2ft(), audit_examples=1,
+    ),
+    Bug(
+        "s2ft-f13-identity-pinv-power", "s2ft", "lowrank_theory.s2ft.bounds",
+        "x = (nt.P2 - nt.P1) @ nt.D @ instance.sigma_x_in @ nt.W_below.T @ nt.A_pinv",
+        "x = (nt.P2 - nt.P1) @ nt.D @ instance.sigma_x_in @ nt.W_below.T @ nt.A2_pinv",
+        "(A^2)^+ for A^+ in the subspace term of (23) (equal when A is a partial isometry)",
+        "s2ft.theoremF13.bias[identity]",
+        _s2ft(x_cond=4.0, delta=0.3, random_S=True), audit_examples=1,
+    ),
     # --- lin (seed 003) ------------------------------------------------------------------------
     Bug(
         "lin-krr-ridge-factor-2", "lin", "lowrank_theory.lin.ntk",
@@ -255,6 +286,24 @@ BUGS: list[Bug] = [
         dict(n=2, log10_cond=0.0, log10_sigma=-2.0, s_kind="random", eta_target=0.05,
              align="random", seed=0),
         audit_examples=1,
+    ),
+    Bug(
+        "lin-eta-inverse-for-inverse-sqrt", "lin", "lowrank_theory.lin.ntk",
+        "ki = (u / np.sqrt(w)[None, :]) @ u.T", "ki = (u / w[None, :]) @ u.T",
+        "eta = ||K^-1 S K^-1|| instead of ||K^-1/2 S K^-1/2|| (larger for lambda_max(K) = 1, "
+        "so Theorem 6's bracket only loosens: caught by the independent eta)",
+        "lin.theorem6.eigs",
+        dict(n=2, log10_cond=1.0, log10_sigma=0.0, s_kind="random", eta_target=0.3,
+             align="random", seed=0),
+        audit_examples=5,
+    ),
+    Bug(
+        "lin-theorem4-threshold-halved", "lin", "lowrank_theory.lin.linearization",
+        "return 2 * residual0 * lip_f / radius", "return residual0 * lip_f / radius",
+        "lambda_o = ||r_0|| Lip(f) / r, half the threshold (a longer guaranteed time)",
+        "lin.theorem4.threshold",
+        dict(model="linear", lam=0.25, target_scale=10.0, radius=0.5, tight=True, seed=0),
+        audit_examples=3,
     ),
     Bug(
         "lin-flow-derivative-sign", "lin", "lowrank_theory.lin.linearization",

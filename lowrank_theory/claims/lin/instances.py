@@ -65,8 +65,9 @@ LINEAR, MLP2 = Linear(), MLP()
 # ------------------------------------------------------------------------------------------
 # model instances (Lemma 1, Lemma 3, Theorems 1-4, the lambda sweep)
 # ------------------------------------------------------------------------------------------
-def model_params(tight: bool = True):
-    r"""Structure of a model instance: linear or MLP, $\lambda$, target scale, radius $r$, seed.
+def model_params(tight: bool = True, target_scales=(0.3, 1.0, 3.0)):
+    r"""Structure of a model instance: linear or MLP, $\lambda$, target scale (drawn from
+    ``target_scales``), radius $r$, seed.
 
     ``tight`` (drawn when ``tight=True``): for the linear model, the initial residual lies along
     the top left singular vector of $X$ (Theorem 2's proof is tight as $t\to0$).
@@ -75,7 +76,7 @@ def model_params(tight: bool = True):
         {
             "model": st.sampled_from(["linear", "mlp"]),
             "lam": st.sampled_from([0.25, 1.0, 4.0]),
-            "target_scale": st.sampled_from([0.3, 1.0, 3.0]),
+            "target_scale": st.sampled_from(list(target_scales)),
             "radius": st.sampled_from([0.5, 2.0]),
             "tight": st.booleans() if tight else st.just(False),
             "seed": st.integers(0, 2**16),

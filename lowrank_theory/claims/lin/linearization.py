@@ -341,8 +341,10 @@ register(
         r"\text{ for }t\le\frac1\lambda\ln\frac1{1-\lambda/\lambda_o}",
         convention=r"Selective flow; $\max_{t\le T}\|\theta_t-\theta_0\|\le r$ with $T$ the "
         r"guaranteed time (capped at 2). Tight regime: linear model, residual along the top "
-        r"singular vector.",
-        params=model_params,
+        r"singular vector $u_1$ of $X$ and $\|f_{\theta_0}-y^*\|\gg\sigma_1(X)r$ (the flow "
+        r"leaves $\theta_0$ at the full speed $2\mathrm{Lip}(f)\|f_{\theta_0}-y^*\|$ and "
+        r"reaches $r$ near $T\approx1/\lambda_o$; target scales up to 10 draw it).",
+        params=lambda: model_params(target_scales=(0.3, 1.0, 3.0, 10.0)),
         build=build_model,
         check=check_theorem4,
         test_examples=2,

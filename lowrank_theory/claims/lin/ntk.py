@@ -17,7 +17,14 @@ from jax.flatten_util import ravel_pytree
 
 from ...core.precision import tolerance
 from ...lin.models import mlp_init
-from ...lin.ntk import empirical_ntk, krr_fit, krr_risk, risk_bounds, theorem7_interval
+from ...lin.ntk import (
+    empirical_ntk,
+    krr_fit,
+    krr_risk,
+    risk_bounds,
+    theorem6_bounds,
+    theorem7_interval,
+)
 from ..base import Claim, combine, compare, register
 from .instances import D_MLP, M_MLP, MLP2, SRC, build_kernel, kernel_params
 
@@ -240,22 +247,44 @@ def build_s(p):
     return inst
 
 
+def _eta_cholesky(k: np.ndarray, s: np.ndarray) -> float:
+    r"""$\eta$ by a route independent of the library's $K^{-1/2}$: with $K=LL^\top$ (Cholesky),
+    $L^{-1}SL^{-\top}=Q^\top K^{-1/2}SK^{-1/2}Q$ for the orthogonal $Q=K^{-1/2}L$, so both have
+    the same eigenvalues."""
+    low = np.linalg.cholesky(k)
+    m = np.linalg.solve(low, np.linalg.solve(low, s).T)  # L^-1 S L^-T
+    return float(np.max(np.abs(np.linalg.eigvalsh((m + m.T) / 2))))
+
+
 def check_theorem6(inst):
+    r"""The library's bracket (:func:`~lowrank_theory.lin.ntk.theorem6_bounds`: its $\eta$ and
+    $(1\pm\eta)\lambda_i(K)$) against $\lambda_i(K+S)$ computed here; its $\eta$ against
+    :func:`_eta_cholesky` (the bracket with a wrong, larger $\eta$ would still hold).
+
+    Tolerance of $\eta$: rounding of $\|S\|_2/\lambda_{\min}(K)\ge\eta$ amplified by
+    $\kappa(K)$ (both routes invert $K$)."""
     k, s = inst["K"], inst["S"]
-    ki = _inv_sqrt(k)
-    eta_ = float(np.max(np.abs(np.linalg.eigvalsh(ki @ s @ ki))))
+    b = theorem6_bounds(k, s)
+    eta_ = float(b["eta"])
     lk = np.linalg.eigvalsh(k)
     lks = np.linalg.eigvalsh(k + s)
     kap = lk[-1] / lk[0]
     tol = tolerance(float(lks[-1]) * kap, n=k.shape[0])
+    hi, lo = np.asarray(b["upper"]), np.asarray(b["lower"])
     # each side over i: its first violation, else its tightest non-degenerate index
-    upper = combine(
-        [compare(lks[i], (1 + eta_) * lk[i], "<=", tol, i=i, side="upper") for i in range(lk.size)]
+    upper = combine([compare(lks[i], hi[i], "<=", tol, i=i, side="upper") for i in range(lk.size)])
+    lower = combine([compare(lks[i], lo[i], ">=", tol, i=i, side="lower") for i in range(lk.size)])
+    eta_ind = _eta_cholesky(k, s)
+    eta_scale = float(np.linalg.norm(s, 2)) / lk[0]
+    eta_check = compare(
+        eta_,
+        eta_ind,
+        "==",
+        tolerance(eta_scale * kap, n=k.shape[0]),
+        scale=max(eta_ind, 1e-300),
+        side="eta = ||K^-1/2 S K^-1/2|| (library vs Cholesky whitening)",
     )
-    lower = combine(
-        [compare(lks[i], (1 - eta_) * lk[i], ">=", tol, i=i, side="lower") for i in range(lk.size)]
-    )
-    return combine([upper, lower], primary=0, eta=eta_)
+    return combine([upper, lower, eta_check], primary=0, eta=eta_, eta_cholesky=eta_ind)
 
 
 register(
@@ -267,7 +296,10 @@ register(
         convention=r"$K\succ0$, $S\succeq0$ (an NTK block), eigenvalues sorted alike. The upper "
         r"side is tight for $S=\eta K$ (``proportional``); the lower side is never tight for "
         r"PSD $S$ (indeed $\lambda_i(K+S)\ge\lambda_i(K)$; for $\eta>1$ it is vacuous, a "
-        r"negative ratio). Reported (primary): the upper side at its tightest $i$.",
+        r"negative ratio). The bracket and $\eta$ are the library's; $\eta$ is checked against "
+        r"the Cholesky whitening $\|L^{-1}SL^{-\top}\|$, $K=LL^\top$ (the kernels have "
+        r"$\lambda_{\max}(K)=1$, where a too-large $\eta$ only loosens the bracket). Reported "
+        r"(primary): the upper side at its tightest $i$.",
         params=s_params,
         build=build_s,
         check=check_theorem6,

@@ -6,7 +6,9 @@ singular values log-spaced over one decade; the link $g:\mathbb R^{k_1}\to\mathb
 function, a random mixture of $\cos(\omega^\top\hat z+\phi)$, a quadratic $\frac12\hat z^\top Q\hat z$
 and a cubic $(u^\top\hat z)^3$ in the whitened $\hat z=C^{-1/2}z$, $C=W_1\Sigma W_1^\top$.
 Both sides of the identity are *exact* (Gauss-Hermite quadrature, 40 nodes per dimension, which
-integrates these links to rounding; the left side never uses the identity): no Monte Carlo.
+integrates these links to rounding): no Monte Carlo. The left side is the library's
+:func:`~lowrank_theory.lora.transfer.stein_matrix_exact` (the moments of $g\,xx^\top$ by
+conditioning on $z$, never the identity), the right side autodiff Hessians of the link.
 
 Closed-form instances: the seed's $Y=M_1(VV^\top-I)$, $X=I-VV^\top$ with $V$ the row space of
 $M_1+Z$, or generic $Y$ and rank-deficient $X$.
@@ -36,6 +38,7 @@ from ...lora.transfer import (
     rowspace_from_stein,
     shift_from_rowspace,
     stein_hessian_exact,
+    stein_matrix_exact,
     stein_moments_exact,
 )
 from ..base import CheckResult, Claim, combine, compare, register
@@ -77,9 +80,10 @@ def build_stein(p: dict[str, Any]) -> dict[str, Any]:
     kind = p["link"]
     link = _LINKS[kind]
     lp = {"ci": ci, "omega": omega, "phi": jnp.asarray(phi), "q": qmat, "u": u}
-    eg, exx = stein_moments_exact(link, w1, sigma, params=lp)
+    # the left side by the library's quadrature (conditional moments of x given z = W_1 x); the
+    # right side below by autodiff Hessians on the same nodes: two routes, no Stein identity
+    a = stein_matrix_exact(link, w1, sigma, params=lp)
     si = jnp.linalg.inv(sigma)
-    a = si @ exx @ si - eg * si  # = stein_matrix_exact(link, w1, sigma, params=lp)
     # the size of what A's quadrature sums cancel: the same moments of |g| (rounding scale of A)
     eg_abs, exx_abs = stein_moments_exact(_ABS_LINKS[p["link"]], w1, sigma, params=lp)
     si_norm = float(jnp.linalg.norm(si, 2))

@@ -360,21 +360,42 @@ for reading, desc in (
         convention=desc + "; flat-spectrum isometric draws are the tight regime.",
         test_examples=8,
     )
+
+
+def _f13_params() -> Any:
+    return base_params() | base_params(shapes=("funnel",), tight=True).map(
+        lambda p: {**p, "residual_rank": 1, "delta": 0.0, "random_S": True}
+    )
+
+
+def _f13_informative(p: dict[str, Any]) -> dict[str, Any]:
+    r"""A draw on which (23) depends on $A$'s spectrum and its subspace term is non-zero: a
+    random $S$ and $\delta=0.3$ (the sorted $S\supseteq S_0$ with $\delta=0$ makes both sides
+    0) and, when the draw has unit weight and input spectra (then $A$ is a partial isometry,
+    $A^+=(A^2)^+$), input condition number 4."""
+    unit = p["weight_cond"] == 1.0 and p["x_cond"] == 1.0
+    return {**p, "random_S": True, "delta": 0.3, "x_cond": 4.0 if unit else p["x_cond"]}
+
+
+def _f13_identity_params() -> Any:
+    """The informative draws first (hypothesis starts with the first branch), then all of
+    :func:`_f13_params`'s."""
+    return base_params().map(_f13_informative) | _f13_params()
+
+
 for ident in (False, True):
     reg(
         "s2ft.theoremF13.bias" + ("[identity]" if ident else ""),
         "Theorem F.13 (21)" + (", (23)" if ident else ""),
         r"(T^{S^2FT}_{bias})^2\le\|(\Phi'\Phi'^\top-\Phi''_S\Phi''^\top_S)\Phi_*(D\Sigma^{1/2})\|_{op}^2\mathcal E^{(i)}(f^{pre})+\mathcal E^{(i)}(f^{full}_\ell)",
-        lambda: (
-            base_params()
-            | base_params(shapes=("funnel",), tight=True).map(
-                lambda p: {**p, "residual_rank": 1, "delta": 0.0, "random_S": True}
-            )
-        ),
+        _f13_identity_params if ident else _f13_params,
         build,
         (lambda i: lambda b: check_f13(b, i))(ident),
         convention=(
-            "identity (23): (T^S2FT_bias)^2 = ||(P''-P')D Sigma W^T A^+||_F^2 + E_full"
+            "identity (23): (T^S2FT_bias)^2 = ||(P''-P')D Sigma W^T A^+||_F^2 + E_full; "
+            "drawn first with a random S, delta = 0.3 and A of non-unit spectrum (with unit "
+            "spectra A^+ = (A^2)^+, and S containing the residual's channels with delta = 0 "
+            "makes both sides 0), then as s2ft.theoremF13.bias"
             if ident
             else "rank-1 realisable residual draws are the tight regime"
         ),

@@ -143,7 +143,41 @@ def check_implicit_lora(b: dict[str, Any]) -> CheckResult:
     )
 
 
+def _is_involution(perm: np.ndarray) -> bool:
+    return bool(np.array_equal(perm[perm], np.arange(perm.size)))
+
+
+def long_cycle_permutation(rng: np.random.Generator, d: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(d)`` that is one ``d``-cycle (Sattolo's
+    algorithm); for ``d >= 3`` never an involution, so it differs from its inverse."""
+    perm = np.arange(d)
+    for i in range(d - 1, 0, -1):
+        j = int(rng.integers(0, i))
+        perm[i], perm[j] = perm[j], perm[i]
+    assert d < 3 or not _is_involution(perm), "a d-cycle with d >= 3 is not an involution"
+    return perm
+
+
+def channels_not_involutive(rng: np.random.Generator, d: int, s: int) -> tuple[int, ...]:
+    """``s`` distinct channels in random order whose :func:`channel_permutation` (``S`` first)
+    is not an involution (by rejection; an assertion if none is found)."""
+    for _ in range(1000):
+        chans = tuple(int(a) for a in rng.permutation(d)[:s])
+        if not _is_involution(channel_permutation(d, chans)):
+            return chans
+    raise AssertionError(f"no {s} of {d} channels with a non-involutive channel permutation")
+
+
 def check_permutation(b: dict[str, Any]) -> CheckResult:
+    r"""Co-permutation invariance and the dense update of the permuted leading block.
+
+    The instance's channel set $S$ is sorted and starts with the residual's channels
+    $0,1,\dots$, so its permutation is often the identity or an involution ($P=P^{-1}$), on
+    which a permutation used where its inverse is meant cannot show. Hence both sub-checks also
+    run with permutations that are not involutions (asserted): (0) a random $d_\ell$-cycle
+    besides the instance's channel permutation; (1) a random ordered channel set $S'$ of the
+    same size whose channel permutation is not an involution, besides $S$.
+    """
     inst, ell, S = b["inst"], b["ell"], b["S"]
     if ell >= inst.n_layers:
         ell = 1  # the coupled pair needs a following layer
@@ -152,6 +186,10 @@ def check_permutation(b: dict[str, Any]) -> CheckResult:
     rng = np.random.default_rng(b["params"]["seed"])
     v = rng.standard_normal((inst.dims[ell - 1], len(S)))
     x = rng.standard_normal((inst.p, 8))
+    d = inst.dims[ell]
+    assert d >= 3, "the coupled layer needs >= 3 channels for a non-involutive permutation"
+    cycle = long_cycle_permutation(rng, d)
+    s_prime = channels_not_involutive(rng, d, len(S))
 
     def out(weights):
         z = x
@@ -159,32 +197,33 @@ def check_permutation(b: dict[str, Any]) -> CheckResult:
             z = w @ z
         return z
 
-    perm = channel_permutation(inst.dims[ell], S)
     base = out(ws)
-    sparse = list(ws)
-    sparse[ell - 1] = s2ft_sparse_update(ws[ell - 1], S, v)
-    sc = float(np.linalg.norm(out(sparse))) + float(np.linalg.norm(base))
+
+    def sparse_out(chans):
+        sparse = list(ws)
+        sparse[ell - 1] = s2ft_sparse_update(ws[ell - 1], chans, v)
+        return out(sparse)
+
+    sparse_s, sparse_p = sparse_out(S), sparse_out(s_prime)
+    sc = max(float(np.linalg.norm(sparse_s)), float(np.linalg.norm(sparse_p)))
+    sc += float(np.linalg.norm(base))
     tol = tolerance(sc, n=sum(inst.dims))
+    invariance = max(
+        float(np.linalg.norm(out(permute_coupled(ws, ell, perm)) - base))
+        for perm in (channel_permutation(d, S), cycle)
+    )
+    dense = max(
+        float(np.linalg.norm(out(s2ft_dense_update(ws, ell, chans, v)) - sp))
+        for chans, sp in ((S, sparse_s), (s_prime, sparse_p))
+    )
     return combine(
         [
-            compare(
-                float(np.linalg.norm(out(permute_coupled(ws, ell, perm)) - base)),
-                0.0,
-                "==",
-                tol,
-                scale=sc,
-                what="co-permutation invariance",
-            ),
-            compare(
-                float(np.linalg.norm(out(s2ft_dense_update(ws, ell, S, v)) - out(sparse))),
-                0.0,
-                "==",
-                tol,
-                scale=sc,
-                what="dense block update = sparse update",
-            ),
+            compare(invariance, 0.0, "==", tol, scale=sc, what="co-permutation invariance"),
+            compare(dense, 0.0, "==", tol, scale=sc, what="dense block update = sparse update"),
         ],
         primary=0,  # the co-permutation invariance (the dense update is checked too)
+        cycle=cycle.tolist(),
+        channels_prime=list(s_prime),
     )
 
 
@@ -260,7 +299,9 @@ reg(
     lambda: base_params(),
     build,
     check_permutation,
-    convention="Reported (primary): the co-permutation invariance; the dense update of the "
-    "permuted block = the sparse update is checked too.",
+    convention="Reported (primary): the co-permutation invariance, for the channel permutation "
+    "of S and for a random d_ell-cycle (not an involution, so P != P^-1); the dense update of "
+    "the permuted block = the sparse update is checked too, for S and for a random ordered "
+    "channel set S' whose channel permutation is not an involution.",
     test_examples=6,
 )
