@@ -78,6 +78,8 @@ def _along(lhs, bound, tol, times, **details):
 
 
 T_END = {"linear": 2.0, "mlp": 2.0}
+#: Lemma 3's ladder of step counts to T = 1 (eta = 0.02, 0.01, 0.005, 0.0025)
+LEMMA3_STEPS = (50, 100, 200, 400)
 T_TIGHT = 0.05
 NSTEPS = 100
 
@@ -90,19 +92,27 @@ def check_lemma3(inst):
     t_end = 1.0
     ref = gradient_flow(f, th0, x, y, lam=lam, t_end=t_end, n_steps=200)
     th_ref = ravel_pytree(ref.params)[0]
+    etas = [t_end / steps for steps in LEMMA3_STEPS]
     errs = []
-    for steps in (50, 100, 200):
+    for steps in LEMMA3_STEPS:
         g = regularized_finetune(f, th0, x, y, lam=lam, lr=t_end / steps, steps=steps)
         errs.append(float(jnp.linalg.norm(ravel_pytree(g.params)[0] - th_ref)))
     scale = float(jnp.linalg.norm(th_ref)) + 1.0
     tol = tolerance(scale, n=th_ref.size)
-    # first order: err(eta/2)/err(eta) -> 1/2; accept <= 0.6 (and tiny errors at round-off)
+    ratios = [errs[i + 1] / errs[i] for i in range(len(errs) - 1)]
+    # first order: err(eta/2)/err(eta) -> 1/2 as eta -> 0; accept <= 0.6 (and tiny errors at
+    # round-off) on the two finest pairs. The coarsest pair may be pre-asymptotic on a stiff
+    # instance (e.g. mlp, target scale 3, lam 0.25: ratios 0.638, 0.501, 0.500): there the
+    # ratios must approach 1/2, |r_fine - 1/2| <= max(|r_coarse - 1/2|, 0.1).
     subs = [
-        compare(errs[i + 1], 0.6 * errs[i] + tol, "<=", tol, err=errs, etas=[0.02, 0.01, 0.005])
-        for i in range(2)
+        compare(errs[i + 1], 0.6 * errs[i] + tol, "<=", tol, err=errs, etas=etas)
+        for i in range(1, len(errs) - 1)
     ]
-    # the claim is about the limit eta -> 0: the finest pair (eta = 0.01 -> 0.005) is primary
-    return combine(subs, primary=1, ratios=[errs[1] / errs[0], errs[2] / errs[1]])
+    subs.append(
+        compare(abs(ratios[1] - 0.5), max(abs(ratios[0] - 0.5), 0.1), "<=", 1e-12, err=errs)
+    )
+    # the claim is about the limit eta -> 0: the finest pair is primary
+    return combine(subs, primary=len(errs) - 3, ratios=ratios)
 
 
 register(
@@ -113,8 +123,10 @@ register(
         r"-\nabla\tilde R(\theta_t)^\top-\lambda_t(\theta_t-\theta_0)",
         convention=r"Constant $\lambda$; the split update of Lemma 3 with step $\eta$ run to "
         r"$T=1$ vs an RK4 reference (200 steps). Checked: the error halves with $\eta$ (ratio "
-        r"$\le 0.6$ for $\eta = 0.02, 0.01, 0.005$; first order predicts 0.5); reported "
-        r"(primary): the finest pair, $\eta=0.01\to0.005$. The exact "
+        r"$\le 0.6$ for $\eta = 0.01\to0.005\to0.0025$; first order predicts 0.5), and the "
+        r"coarsest ratio ($\eta=0.02\to0.01$, pre-asymptotic on stiff instances) is no "
+        r"closer to 1/2 than the next, or within 0.1 of it; reported (primary): the finest "
+        r"pair. The exact "
         r"difference quotient is $-(1-\lambda\eta)\nabla\tilde R-\lambda(\theta_t-\theta_0)$: "
         r"the discretisation error is $O(\lambda\eta\|\nabla\tilde R\|)$ per unit time.",
         params=flow_params,
