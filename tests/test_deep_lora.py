@@ -247,3 +247,22 @@ def test_multi_device_path_matches_single_device():
     # vmap over seeds: a seed's result does not depend on the other seeds in the batch
     for n_dev in (1, 4):
         np.testing.assert_allclose(res[n_dev]["alone"][0], res[n_dev]["metric"][2], rtol=1e-9)
+
+
+def test_every_config_of_the_figure_fits_its_tasks_pools():
+    """Each n of the quick, default and paper-scale (FULL=1) configs of ``deep-lora`` is at most
+    the task's adaptation pool (the FULL config once asked for n = 512 of digits' 449)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "fig_deep_lora.py"
+    spec = importlib.util.spec_from_file_location("fig_deep_lora_cfg", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules[spec.name]
+    for cfg in (mod.Config.quick(), mod.Config(), mod.Config.full()):
+        for name in cfg.tasks:
+            pool = int(models.get_task(name).x_pool.shape[0])
+            assert max((*cfg.ns, cfg.ablation_n)) <= pool, (name, cfg.ns, pool)
