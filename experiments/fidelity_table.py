@@ -825,8 +825,10 @@ ROWS = [
         "reproduced",
         _dmf_depth_width_ok,
         lambda: (
-            "L = 2 overfits and does not reach the 10⁻¹⁰ training residual within the step "
-            "budget (no iteration count); an occasional L = 3 run fails to recover (in the record)"
+            "L = 2 overfits at every width (whether it reaches the 10⁻¹⁰ training residual "
+            "within the step budget depends on the size: at paper scale it does, faster than "
+            "L = 3; at the default size it does not); at w = r⋆ an L = 3 run may not reach it "
+            "within the budget, and an occasional L = 3 run fails to recover (in the record)"
         ),
     ),
     Row(
