@@ -33,8 +33,6 @@ the narrow one lags (1.9e-5), as in their Fig. 11; digits: 1.5e-3 (compressed), 
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -133,7 +131,5 @@ def plot(result: dict, cfg: Config):
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if "--out" not in argv:  # figures/fidelity/<name>.json; the cache under figures/.cache/
-        argv += ["--out", str(Path(__file__).resolve().parents[1] / "figures")]
-    run_experiment(NAME, Config, main, plot, script=__file__, argv=argv)
+    # --out defaults to <repo>/figures: figures/fidelity/<name>.json, the cache figures/.cache/
+    run_experiment(NAME, Config, main, plot, script=__file__)

@@ -28,8 +28,6 @@ Result (default run, 3 seeds): ReLU 6, 6, 6 separated, alignment 0.93, 0.89, 0.9
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -112,7 +110,5 @@ def plot(result: dict, cfg: Config):
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    if "--out" not in argv:  # figures/fidelity/<name>.json; the cache under figures/.cache/
-        argv += ["--out", str(Path(__file__).resolve().parents[1] / "figures")]
-    run_experiment(NAME, Config, main, plot, script=__file__, argv=argv)
+    # --out defaults to <repo>/figures: figures/fidelity/<name>.json, the cache figures/.cache/
+    run_experiment(NAME, Config, main, plot, script=__file__)
