@@ -17,7 +17,13 @@ For each claim the audit *searches* for an instance that violates it, in three s
    (:func:`~lowrank_theory.pipeline.audit_search.margin_label`), so that a family of them (a
    bound attained on a plateau of instances) does not hold the optimiser.
 2. **Local refinement** (:func:`~lowrank_theory.pipeline.audit_refine.refine`). If no
-   violation was found, a first-improvement hill climb on the margin runs from each of the
+   violation was found, a third of its budget (:data:`MODEL_SHARE`) goes to a *model-guided*
+   step: a Bayesian linear model of the log margin on the parameters' values, refitted after
+   each evaluation, picks among :data:`SPACE_DRAWS` deterministic draws of the strategy the
+   untried one of largest upper confidence bound, so that values which each go with large
+   margins are combined even where no sampled instance has them all (the strategy drew every
+   candidate, so each meets the claim's assumptions). The rest goes to a first-improvement
+   hill climb on the margin from each of the
    best instances in turn (at most :data:`REFINE_STARTS`, equality cases last, no two with the
    same discrete parameters or margin), the seed fixed. A move changes one parameter: a float
    by half, then a quarter, of the range the strategy draws it in; a discrete parameter to
@@ -25,12 +31,13 @@ For each claim the audit *searches* for an instance that violates it, in three s
    only where that value was drawn together with the others (:class:`_Space`: a rank never
    moves without the sparsity the strategy derives from it). Moves to another family of
    instances (a distribution, a regime, a shape) come first. The ranges and combinations are
-   learned from the sampled instances and :data:`SPACE_DRAWS` deterministic draws of the
+   learned from the sampled instances and the same deterministic draws of the
    strategy (nothing is built for those). An instance the claim refuses (a failed ``assert``
    in ``build`` or a ``ValueError`` of the package's validation, in ``build`` or in the check)
    is infeasible and skipped, never a finding. It stops at the first violation, or after
    ``refine_budget`` evaluations in all, refused ones included (default
-   :func:`default_refine_budget`: half of ``N``), shared evenly by the starts.
+   :func:`default_refine_budget`: half of ``N``), the hill climb's shared evenly by the
+   starts.
 3. **Stored counterexample.** A claim registered as failing is also re-checked on its stored
    counterexample, unless ``--no-stored`` (``use_stored=False``): then a false claim must be
    rediscovered by the search alone, as for a new claim that has none.
@@ -41,7 +48,8 @@ refinement found is reported as found (drawing the strategy again would not find
 
 Each claim's report (JSON schema: :class:`ClaimReport`) records the search budget used
 (``search``: instances checked per step, ``generate``, ``target``, ``refine`` (with
-``refine_infeasible`` of them refused), ``stored``, and ``shrink``), the number of instances
+``refine_infeasible`` of them refused and ``refine_model_guided`` of them chosen by the
+model-guided step), ``stored``, and ``shrink``), the number of instances
 the search checked up to and including its first violation (``examples_to_violation``, with
 the step that found it in ``found_by``), and ``n_degenerate``: instances with a side of the
 bound at or below the scale floor, counted apart and never taken as tight (``max_tightness``
@@ -81,6 +89,7 @@ from ..claims import Claim, all_claims, unknown_claim_message
 from .audit_refine import (
     FEW_VALUES,
     MARGIN_RTOL,
+    MODEL_SHARE,
     REFINE_HALVINGS,
     REFINE_STARTS,
     SPACE_DRAWS,
@@ -113,6 +122,7 @@ __all__ = [
     "FEW_VALUES",
     "MARGIN_LABEL",
     "MARGIN_RTOL",
+    "MODEL_SHARE",
     "REFINE_HALVINGS",
     "REFINE_STARTS",
     "SEARCH_STEPS",

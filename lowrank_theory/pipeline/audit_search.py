@@ -104,6 +104,8 @@ class Search:
     #: ``len(records)`` at each refinement candidate ``build`` refused
     infeasible_at: list[int] = field(default_factory=list)
     shrink: int = 0
+    #: refinement evaluations of the model-guided step (refused ones included)
+    model_guided: int = 0
 
     @property
     def violated(self) -> bool:
@@ -156,7 +158,12 @@ class Search:
     def budget(self) -> dict[str, int]:
         used = {s: self.steps.count(s) for s in SEARCH_STEPS}
         used["refine"] += len(self.infeasible_at)
-        return {**used, "refine_infeasible": len(self.infeasible_at), "shrink": self.shrink}
+        return {
+            **used,
+            "refine_infeasible": len(self.infeasible_at),
+            "refine_model_guided": self.model_guided,
+            "shrink": self.shrink,
+        }
 
 
 def smallest_counterexample(claim: Claim, search: Search, examples: int, seed: int):
