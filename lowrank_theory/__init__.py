@@ -25,118 +25,152 @@ The flat module paths of earlier releases (``lowrank_theory.expressivity``, ...)
 with a :class:`DeprecationWarning` (:mod:`lowrank_theory.core.deprecation`).
 """
 
-from .core import precision as _precision  # noqa: F401, I001  (first: sets jax_enable_x64)
+# The package imports lazily (PEP 562): ``import lowrank_theory`` loads no JAX, so that
+# ``python -m lowrank_theory --help`` answers at once; each public name below is imported from
+# its module on first use. Float64 still holds from the import on: when JAX is not yet imported
+# the package sets ``JAX_ENABLE_X64=1`` (JAX's own switch, read when JAX is imported) and its
+# XLA flags in the environment; when JAX is already imported it sets the config now.
+import importlib as _importlib
+import sys as _sys
+
 from .core import deprecation as _deprecation
+from .core import environment as _environment
 
-import importlib.metadata as _metadata
+if "jax" in _sys.modules:
+    from .core import precision as _precision  # noqa: F401  (sets jax_enable_x64 now)
+else:
+    _environment.set_environment()
 
-from .core.precision import DTYPE as DTYPE, EPS as EPS, tolerance as tolerance
-from .core import linalg as linalg
+#: public name -> ``"module:attribute"`` or ``"module"`` (relative to the package)
+_PUBLIC = {
+    "DTYPE": "core.precision:DTYPE",
+    "EPS": "core.precision:EPS",
+    "tolerance": "core.precision:tolerance",
+    "linalg": "core.linalg",
+    # --- seed 000: expressive power of LoRA (Lemma 1, Lemma 9, Theorem 5), low-rank transfer --
+    "estimate_shift": "lora:estimate_shift",
+    "finetune_first_layer": "lora:finetune_first_layer",
+    "linear_adapters": "lora:linear_adapters",
+    "linear_min_error": "lora:linear_min_error",
+    "lora_product": "lora:lora_product",
+    "min_lora_rank": "lora:min_lora_rank",
+    "reduced_rank_fit": "lora:reduced_rank_fit",
+    "relu_adapters": "lora:relu_adapters",
+    "relu_fnn": "lora:relu_fnn",
+    "rowspace_from_stein": "lora:rowspace_from_stein",
+    "shift_from_rowspace": "lora:shift_from_rowspace",
+    "stein_matrix": "lora:stein_matrix",
+    "theorem5_bound": "lora:theorem5_bound",
+    "theorem5_construction": "lora:theorem5_construction",
+    "train_lora": "lora:train_lora",
+    "transfer_forward": "lora:transfer_forward",
+    "uniform_partition": "lora:uniform_partition",
+    # --- seed 002: S²FT vs LoRA in deep linear networks ------------------------------------------
+    "build_instance": "s2ft.builders:build_instance",
+    "DeepLinearInstance": "s2ft.instance:DeepLinearInstance",
+    "sample": "s2ft.instance:sample",
+    "sparsity_level": "s2ft.instance:sparsity_level",
+    "FineTuned": "s2ft.solutions:FineTuned",
+    "channel_selector": "s2ft.solutions:channel_selector",
+    "excess_risk": "s2ft.solutions:excess_risk",
+    "full_ft": "s2ft.solutions:full_ft",
+    "min_norm_lora": "s2ft.solutions:min_norm_lora",
+    "min_norm_s2ft": "s2ft.solutions:min_norm_s2ft",
+    "sparse_ft_bounds": "s2ft.bounds",
+    "gd_lora": "s2ft.dynamics:gd_lora",
+    "gd_s2ft": "s2ft.dynamics:gd_s2ft",
+    # --- seed 004: compressible dynamics (deep matrix factorization / completion) -------------
+    "completion": "dmf.completion",
+    "compression": "dmf.compression",
+    "factorization": "dmf.factorization",
+    "Compressed": "dmf.compression:Compressed",
+    "InvariantSubspaces": "dmf.compression:InvariantSubspaces",
+    "compress": "dmf.compression:compress",
+    "compress_from_gradient": "dmf.compression:compress_from_gradient",
+    "invariant_subspaces": "dmf.compression:invariant_subspaces",
+    "run_compressed": "dmf.compression:run_compressed",
+    "run_narrow": "dmf.compression:run_narrow",
+    "subspaces_from_gradient": "dmf.compression:subspaces_from_gradient",
+    "completion_instance": "dmf.completion:completion_instance",
+    "run_gd_batch": "dmf.completion:run_gd_batch",
+    "masked_lowrank_products": "dmf.masked_products:masked_lowrank_products",
+    "native_status": "dmf.masked_products:native_status",
+    "end_to_end": "dmf.factorization:end_to_end",
+    "nonlinear_gradient": "dmf.factorization:nonlinear_gradient",
+    "orthogonal_init": "dmf.factorization:orthogonal_init",
+    "run_completion": "dmf.factorization:run_completion",
+    "run_factorization": "dmf.factorization:run_factorization",
+    "run_gd": "dmf.factorization:run_gd",
+    "numerical_rank_fig7": "dmf.spectra:numerical_rank_fig7",
+    "rho_sequence": "dmf.spectra:rho_sequence",
+    # --- seed 004, Section 4: Deep LoRA --------------------------------------------------------
+    "deep_lora": "dmf.deep_lora",
+    "Adapter": "dmf.deep_lora:Adapter",
+    "deep_lora_adapters": "dmf.deep_lora:deep_lora_adapters",
+    "full_width_adapters": "dmf.deep_lora:full_width_adapters",
+    "lora_adapters": "dmf.deep_lora:lora_adapters",
+    "merge": "dmf.deep_lora:merge",
+    "narrow_adapters": "dmf.deep_lora:narrow_adapters",
+    # --- seed 003: linearization of fine-tuning, empirical NTK, kernel ridge risk bounds -------
+    "gradient_flow": "lin.linearization:gradient_flow",
+    "linearize": "lin.linearization:linearize",
+    "regularized_finetune": "lin.linearization:regularized_finetune",
+    "empirical_ntk": "lin.ntk:empirical_ntk",
+    "eta": "lin.ntk:eta",
+    "krr_fit": "lin.ntk:krr_fit",
+    "krr_residual": "lin.ntk:krr_residual",
+    "krr_risk": "lin.ntk:krr_risk",
+    "layer_selection": "lin.ntk:layer_selection",
+    "regularized_condition_number": "lin.ntk:regularized_condition_number",
+    "risk_bounds": "lin.ntk:risk_bounds",
+    "theorem7_interval": "lin.ntk:theorem7_interval",
+    "core": "core",
+    "dmf": "dmf",
+    "lin": "lin",
+    "lora": "lora",
+    "s2ft": "s2ft",
+}
 
-# --- seed 000: expressive power of LoRA (Lemma 1, Lemma 9, Theorem 5), low-rank transfer --
-from .lora import (
-    estimate_shift as estimate_shift,
-    finetune_first_layer as finetune_first_layer,
-    linear_adapters as linear_adapters,
-    linear_min_error as linear_min_error,
-    lora_product as lora_product,
-    min_lora_rank as min_lora_rank,
-    reduced_rank_fit as reduced_rank_fit,
-    relu_adapters as relu_adapters,
-    relu_fnn as relu_fnn,
-    rowspace_from_stein as rowspace_from_stein,
-    shift_from_rowspace as shift_from_rowspace,
-    stein_matrix as stein_matrix,
-    theorem5_bound as theorem5_bound,
-    theorem5_construction as theorem5_construction,
-    train_lora as train_lora,
-    transfer_forward as transfer_forward,
-    uniform_partition as uniform_partition,
-)
+__all__ = sorted([*_PUBLIC, "__version__"])
 
-# --- seed 002: S²FT vs LoRA in deep linear networks ------------------------------------------
-from .s2ft.builders import build_instance as build_instance
-from .s2ft.instance import (
-    DeepLinearInstance as DeepLinearInstance,
-    sample as sample,
-    sparsity_level as sparsity_level,
-)
-from .s2ft.solutions import (
-    FineTuned as FineTuned,
-    channel_selector as channel_selector,
-    excess_risk as excess_risk,
-    full_ft as full_ft,
-    min_norm_lora as min_norm_lora,
-    min_norm_s2ft as min_norm_s2ft,
-)
-from .s2ft import bounds as sparse_ft_bounds  # noqa: F401  (public name of earlier releases)
-from .s2ft.dynamics import gd_lora as gd_lora, gd_s2ft as gd_s2ft
 
-# --- seed 004: compressible dynamics (deep matrix factorization / completion) -------------
-from .dmf import (
-    completion as completion,
-    compression as compression,
-    factorization as factorization,
-)
-from .dmf.compression import (
-    Compressed as Compressed,
-    InvariantSubspaces as InvariantSubspaces,
-    compress as compress,
-    compress_from_gradient as compress_from_gradient,
-    invariant_subspaces as invariant_subspaces,
-    run_compressed as run_compressed,
-    run_narrow as run_narrow,
-    subspaces_from_gradient as subspaces_from_gradient,
-)
-from .dmf.completion import completion_instance as completion_instance, run_gd_batch as run_gd_batch
-from .dmf.masked_products import (
-    masked_lowrank_products as masked_lowrank_products,
-    native_status as native_status,
-)
-from .dmf.factorization import (
-    end_to_end as end_to_end,
-    nonlinear_gradient as nonlinear_gradient,
-    orthogonal_init as orthogonal_init,
-    run_completion as run_completion,
-    run_factorization as run_factorization,
-    run_gd as run_gd,
-)
-from .dmf.spectra import numerical_rank_fig7 as numerical_rank_fig7, rho_sequence as rho_sequence
+def __getattr__(name: str):
+    """Imports a public name (or a subpackage) of the package on first use (PEP 562)."""
+    if name == "__version__":
+        return _version()
+    target = _PUBLIC.get(name)
+    if target is None:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            value = _importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        _importlib.import_module(f"{__name__}.core.precision")  # float64 before any array
+        mod, _, attr = target.partition(":")
+        value = _importlib.import_module(f"{__name__}.{mod}")
+        if attr:
+            value = getattr(value, attr)
+    globals()[name] = value
+    return value
 
-# --- seed 004, Section 4: Deep LoRA --------------------------------------------------------
-from .dmf import deep_lora as deep_lora
-from .dmf.deep_lora import (
-    Adapter as Adapter,
-    deep_lora_adapters as deep_lora_adapters,
-    full_width_adapters as full_width_adapters,
-    lora_adapters as lora_adapters,
-    merge as merge,
-    narrow_adapters as narrow_adapters,
-)
 
-# --- seed 003: linearization of fine-tuning, empirical NTK, kernel ridge risk bounds -------
-from .lin.linearization import (
-    gradient_flow as gradient_flow,
-    linearize as linearize,
-    regularized_finetune as regularized_finetune,
-)
-from .lin.ntk import (
-    empirical_ntk as empirical_ntk,
-    eta as eta,
-    krr_fit as krr_fit,
-    krr_residual as krr_residual,
-    krr_risk as krr_risk,
-    layer_selection as layer_selection,
-    regularized_condition_number as regularized_condition_number,
-    risk_bounds as risk_bounds,
-    theorem7_interval as theorem7_interval,
-)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
 
-from . import core as core, dmf as dmf, lin as lin, lora as lora, s2ft as s2ft
+
+def _version() -> str:
+    import importlib.metadata as metadata
+
+    try:
+        version = metadata.version("lowrank_theory")
+    except metadata.PackageNotFoundError:  # running from a source tree without installation
+        version = "0.0.0+unknown"
+    globals()["__version__"] = version
+    return version
+
 
 _deprecation.install(__name__)
-
-try:
-    __version__ = _metadata.version("lowrank_theory")
-except _metadata.PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"

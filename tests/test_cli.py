@@ -2,6 +2,7 @@
 written claim by claim, ``--resume``, Ctrl-C, progress, and no JAX import for help or errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,33 @@ def test_cli_parses_and_refuses_without_importing_jax(argv):
     assert result, proc.stderr
     code = 0 if "--help" in argv else 2
     assert result[0] == f"RESULT {code} False False", proc.stderr
+
+
+_CHECK_NO_JAX = """
+import runpy, sys
+sys.argv = ["lowrank_theory", *sys.argv[1:]]
+try:
+    runpy.run_module("lowrank_theory", run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    code = e.code
+print("RESULT", code, "jax" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["audit", "--help"], ["audit", "--seed", "-1"]])
+def test_python_m_help_imports_no_jax(argv):
+    """``python -m lowrank_theory --help`` (the package ``__init__`` included, as ``-m`` runs
+    it) and an argument error load no JAX: the package's names import lazily (issue 17)."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHECK_NO_JAX, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    result = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
+    assert result, proc.stderr
+    code = 0 if "--help" in argv else 2
+    assert result[0] == f"RESULT {code} False", proc.stderr

@@ -121,6 +121,8 @@ def _private_uses(tree: ast.AST, path: str, imports) -> list[str]:
 DYNAMIC_IMPORTS = {
     "lowrank_theory/core/deprecation.py": "aliases of the old module paths",
     "lowrank_theory/claims/__init__.py": "discovery of claims/<paper>/<module>.py",
+    "lowrank_theory/__init__.py": "the public names, imported on first use (PEP 562)",
+    "lowrank_theory/core/__init__.py": "core's own submodules, imported on first use",
 }
 
 

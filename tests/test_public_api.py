@@ -156,3 +156,46 @@ def test_import_does_not_load_scipy_stats():
         None,
     )
     assert out == "[]"
+
+
+_ORDER = r"""
+import sys
+{first}
+print("jax loaded by the import:", "jax" in sys.modules)
+import jax, jax.numpy as jnp
+print(jax.config.jax_enable_x64, jnp.ones(2).dtype, lt.linear_min_error([jnp.eye(2)], jnp.eye(2), 1))
+"""
+
+
+@pytest.mark.parametrize(
+    ("first", "loads_jax"),
+    [("import lowrank_theory as lt", False), ("import jax; import lowrank_theory as lt", True)],
+)
+def test_float64_whichever_is_imported_first(first, loads_jax):
+    """``import lowrank_theory`` loads no JAX (its names import on first use), yet float64
+    holds from the import on: through ``JAX_ENABLE_X64`` when JAX comes later, through the
+    config when JAX is already there (issue 17)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _ORDER.format(first=first)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"jax loaded by the import: {loads_jax}"
+    assert lines[1].startswith("True float64 ")
+
+
+def test_public_names_resolve_lazily_and_unknown_names_raise():
+    assert set(lt.__all__) <= set(dir(lt))
+    for name in lt.__all__:
+        assert getattr(lt, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        lt.no_such_name

@@ -1,7 +1,7 @@
 r"""The shared core: what every paper package builds on, and nothing of the package below it.
 
 * :mod:`~lowrank_theory.core.precision`: the float64 policy (``jax_enable_x64``, set on
-  import) and :func:`~lowrank_theory.core.precision.tolerance`, the one tolerance rule
+  import; :mod:`~lowrank_theory.core.environment` sets it before JAX is imported) and :func:`~lowrank_theory.core.precision.tolerance`, the one tolerance rule
   (a multiple of $\varepsilon_{64}$ times the problem's scale).
 * :mod:`~lowrank_theory.core.validation`: argument checks that raise a ``ValueError``
   naming the argument (shapes, finiteness, integer ranges).
@@ -15,5 +15,18 @@ r"""The shared core: what every paper package builds on, and nothing of the pack
 Imports: ``core`` imports nothing of the package outside ``core`` (``tests/test_layers.py``).
 """
 
-from . import precision as precision  # noqa: I001  (first: sets jax_enable_x64)
-from . import linalg as linalg, validation as validation
+import importlib as _importlib
+
+#: the submodules, imported on first use (PEP 562): importing ``core`` loads no JAX
+#: (:mod:`~lowrank_theory.core.environment`)
+_SUBMODULES = ("deprecation", "environment", "linalg", "precision", "stats", "validation")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES})

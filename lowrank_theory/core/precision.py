@@ -17,22 +17,19 @@ starts (the first array), so import :mod:`lowrank_theory` first; if a backend wa
 running, a :class:`RuntimeWarning` says the setting could not take effect.
 """
 
-import os
 import warnings
 
 import jax
 import numpy as np
 
-#: XLA flags the package sets unless ``XLA_FLAGS`` already mentions them (see module docstring).
-XLA_CPU_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=false",)
+from .environment import XLA_CPU_FLAGS as XLA_CPU_FLAGS
+from .environment import add_xla_flags
 
 
 def _apply_xla_flags() -> None:
-    flags = os.environ.get("XLA_FLAGS", "")
-    missing = [f for f in XLA_CPU_FLAGS if f.split("=", 1)[0] not in flags]
+    missing = add_xla_flags()
     if not missing:
         return
-    os.environ["XLA_FLAGS"] = " ".join([flags, *missing]).strip()
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():
