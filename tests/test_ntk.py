@@ -129,6 +129,20 @@ def test_krr_against_scipy():
     assert krr_risk(k, y, 0.3, reduction="mean") == pytest.approx(float(r @ r) / 6, rel=1e-12)
 
 
+@pytest.mark.parametrize(("sigma", "n"), [(0.3, 6), (2.5, 4), (1e-3, 9)])
+def test_krr_risk_by_an_independent_route(sigma, n):
+    """The sum and mean risks against the residual computed from scipy's solve (not from
+    ``krr_residual``), and the residual's closed form sigma (K + sigma I)^{-1} y."""
+    k, y = _kernel(n, seed=n)
+    ref = scipy.linalg.solve(k + sigma * np.eye(n), y, assume_a="pos")
+    res = y - k @ ref
+    assert np.allclose(krr_residual(k, y, sigma), sigma * ref, rtol=1e-9, atol=1e-12)
+    assert krr_risk(k, y, sigma) == pytest.approx(float(res @ res), rel=1e-9)
+    assert krr_risk(k, y, sigma, reduction="mean") == pytest.approx(float(res @ res) / n, rel=1e-9)
+    with pytest.raises(ValueError, match="reduction"):
+        krr_risk(k, y, sigma, reduction="total")
+
+
 def test_risk_bounds_sandwich_and_kappa():
     k, y = _kernel()
     rb = lt.risk_bounds(k, y, 0.5)
