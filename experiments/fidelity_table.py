@@ -383,11 +383,14 @@ def _dmc_narrow(rec: Record) -> str:
             f"{g(max(n / c for n, c in zip(nt, ct, strict=True)), 2)}×")  # fmt: skip
 
 
-def _dmc_narrow_ok(rec: Record) -> bool:  # "partly": faster, but well under 3x
+def _dmc_narrow_ok(rec: Record) -> bool:
+    """"reproduced": compressed iterations flat in r̂ (within 10 %), narrow needs at least 2× as
+    many at every r̂, and the wall-time advantage reaches 2.5× (the paper: about 3×)."""
     ci, ni, ct, nt = _narrow(rec)
     return (
-        all(n > c for n, c in zip(ni, ci, strict=True))
-        and max(n / c for n, c in zip(nt, ct, strict=True)) < 2.5
+        max(ci) <= 1.1 * min(ci)
+        and all(n >= 2 * c for n, c in zip(ni, ci, strict=True))
+        and max(n / c for n, c in zip(nt, ct, strict=True)) >= 2.5
     )
 
 
@@ -641,10 +644,21 @@ def _reason_narrow() -> str:
         f"r̂={k}: {g(v['compressed'])} vs {g(v['narrow'])} ({g(v['narrow_over_compressed'], 2)}×)"
         for k, v in s.items()
     )
+    small = ""
+    default = ROOT / "figures" / "dmc-narrow.json"
+    if default.exists():
+        rec = Record("dmc-narrow", json.loads(default.read_text()), False, default)
+        ci, ni, _, _ = _narrow(rec)
+        ratios = [n / c for n, c in zip(ni, ci, strict=True)]
+        small = (
+            f"at paper scale as in the paper; the default run (d = {rec.config.get('d')}) "
+            f"shows only {g(min(ratios), 2)}–{g(max(ratios), 2)}× in iterations: "
+        )
     return (
-        "the loss normalisation of Fig. 5 also sets the plateau the random narrow factorization "
-        f"must escape; with the authors' recipe in our coordinates (d = {r['config']['d']}), "
-        f"iterations compressed vs narrow: {parts} ({ref('fidelity/dmc-narrow.png')})"
+        f"{small}the loss normalisation of Fig. 5 also sets the plateau the random narrow "
+        f"factorization must escape; with the authors' recipe in our coordinates "
+        f"(d = {r['config']['d']}), iterations compressed vs narrow: {parts} "
+        f"({ref('fidelity/dmc-narrow.png')})"
     )
 
 
@@ -857,7 +871,7 @@ ROWS = [
         "“3× faster than randomly initialized factorizations of similar width”",
         "dmc-narrow",
         _dmc_narrow,
-        "partly",
+        "reproduced",
         _dmc_narrow_ok,
         _reason_narrow,
     ),
