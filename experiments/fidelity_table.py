@@ -384,7 +384,7 @@ def _dmc_narrow(rec: Record) -> str:
 
 
 def _dmc_narrow_ok(rec: Record) -> bool:
-    """"reproduced": compressed iterations flat in r̂ (within 10 %), narrow needs at least 2× as
+    """Verdict "reproduced": compressed iterations flat in r̂ (within 10 %), narrow needs at least 2× as
     many at every r̂, and the wall-time advantage reaches 2.5× (the paper: about 3×)."""
     ci, ni, ct, nt = _narrow(rec)
     return (
